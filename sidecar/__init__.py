@@ -1,0 +1,3 @@
+"""vLLM monitoring and drift-detection sidecar."""
+
+__version__ = "0.1.0"

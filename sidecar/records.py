@@ -1,0 +1,95 @@
+"""Typed records that cross stages: the proxy's capture, the writer's row.
+
+Stages meet only through these frozen dataclasses and the store. The proxy
+produces an :class:`Exchange` (raw bytes, no parsing beyond what routing needs),
+the log queue carries it durably, and the writer turns it into a
+:class:`LoggedRequest` for the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeAlias
+
+JsonValue: TypeAlias = dict[str, Any] | list[Any] | str | int | float | bool | None
+
+
+class ErrorKind:
+    """Values of ``Exchange.error_kind`` / ``requests.error_kind`` (a closed set, kept as text)."""
+
+    UPSTREAM_UNREACHABLE = "upstream_unreachable"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    UPSTREAM_RESET = "upstream_reset"
+    UPSTREAM_ERROR = "upstream_error"  # the upstream answered with a 5xx
+    CLIENT_DISCONNECTED = "client_disconnected"
+    REQUEST_TOO_LARGE = "request_too_large"
+    BAD_REQUEST = "bad_request"
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One proxied request and its response, exactly as seen on the wire.
+
+    ``response_body`` holds the bytes received from the upstream: for streams
+    that is the raw SSE text, including a usage chunk the sidecar asked for and
+    hid from the client (``usage_injected``). Parsing happens in the writer.
+    """
+
+    id: str
+    client_request_id: str | None
+    started_at: float  # Unix time, seconds
+    method: str
+    path: str
+    query: str
+    status: int
+    latency_ms: float  # request received -> last response byte handed to the client
+    ttfb_ms: float | None  # request received -> first response body byte from the upstream
+    upstream_ms: float | None  # request sent upstream -> upstream response headers
+    request_content_type: str | None
+    request_body: bytes
+    response_content_type: str | None
+    response_body: bytes
+    stream: bool
+    usage_injected: bool = False
+    error_kind: str | None = None
+    error_message: str | None = None
+    cancelled: bool = False
+    client_key_hash: str | None = None
+    capture_truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRequest:
+    """One row of the ``requests`` table, built by the writer from an :class:`Exchange`."""
+
+    id: str
+    client_request_id: str | None
+    completion_id: str | None
+    started_at: datetime
+    method: str
+    path: str
+    status: int
+    latency_ms: float
+    ttfb_ms: float | None
+    upstream_ms: float | None
+    stream: bool
+    model: str | None
+    base_model: str | None
+    adapter: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    finish_reason: str | None
+    request_body: JsonValue
+    response_body: JsonValue
+    error_kind: str | None
+    error_message: str | None
+    cancelled: bool
+    client_key_hash: str | None
+    body_policy: str
+
+    def as_row(self) -> dict[str, Any]:
+        """Column name -> value, for the store's insert."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}

@@ -1,0 +1,262 @@
+"""One explicit settings object, built once from a YAML file and the environment.
+
+This is the only module that reads environment variables. Every key is
+optional; unknown keys and bad values raise :class:`ConfigError` naming the key
+and the fix. ``${VAR}`` and ``${VAR:-default}`` inside string values are
+replaced from the environment (for secrets).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+from sidecar.errors import ConfigError
+
+DEFAULT_UPSTREAM_URL = "http://127.0.0.1:8000"
+DEFAULT_DATABASE_URL = "sqlite:///.sidecar/sidecar.db"
+MiB = 1024 * 1024
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class UpstreamSettings(_Section):
+    url: str = DEFAULT_UPSTREAM_URL
+    api_key: str | None = None
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 600.0
+    max_connections: int = 512
+    models_refresh_s: float = 30.0
+
+
+class ProxySettings(_Section):
+    host: str = "0.0.0.0"  # noqa: S104 - a sidecar listens for its pod's clients
+    port: int = 8080
+    max_body_bytes: int = 32 * MiB
+    inject_stream_usage: bool = True
+    max_capture_bytes: int = 16 * MiB
+
+
+class AdminSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8081
+    token: str | None = None
+
+
+class DatabaseSettings(_Section):
+    url: str = DEFAULT_DATABASE_URL
+    auto_migrate: bool = True
+    pool_size: int = 5
+    statement_timeout_s: float = 30.0
+
+
+class RequestLogSettings(_Section):
+    bodies: Literal["full", "redacted", "none"] = "full"
+    max_body_bytes: int = 1 * MiB
+
+
+class SpoolSettings(_Section):
+    dir: str = ".sidecar/spool"
+    max_bytes: int = 1024 * MiB
+    segment_bytes: int = 64 * MiB
+    fsync: Literal["always", "interval", "never"] = "interval"
+    fsync_interval_s: float = 1.0
+    full_policy: Literal["drop_new"] = "drop_new"
+
+
+class WriterSettings(_Section):
+    batch_size: int = 1000
+    idle_poll_s: float = 0.2
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 30.0
+
+
+class MetricsSettings(_Section):
+    max_label_values: int = 50
+
+
+class Settings(_Section):
+    upstream: UpstreamSettings = msgspec.field(default_factory=UpstreamSettings)
+    proxy: ProxySettings = msgspec.field(default_factory=ProxySettings)
+    admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    request_log: RequestLogSettings = msgspec.field(default_factory=RequestLogSettings)
+    spool: SpoolSettings = msgspec.field(default_factory=SpoolSettings)
+    writer: WriterSettings = msgspec.field(default_factory=WriterSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def __post_init__(self) -> None:
+        _check_values(self)
+
+
+_POSITIVE = {
+    "upstream.connect_timeout_s",
+    "upstream.read_timeout_s",
+    "upstream.max_connections",
+    "upstream.models_refresh_s",
+    "proxy.max_body_bytes",
+    "proxy.max_capture_bytes",
+    "database.pool_size",
+    "database.statement_timeout_s",
+    "request_log.max_body_bytes",
+    "spool.max_bytes",
+    "spool.segment_bytes",
+    "spool.fsync_interval_s",
+    "writer.batch_size",
+    "writer.idle_poll_s",
+    "writer.retry_initial_s",
+    "writer.retry_max_s",
+    "metrics.max_label_values",
+}
+
+
+def _check_values(settings: Settings) -> None:
+    for dotted in sorted(_POSITIVE):
+        section, key = dotted.split(".")
+        value = getattr(getattr(settings, section), key)
+        if value <= 0:
+            raise ConfigError(f"{dotted}: must be greater than 0, got {value!r}")
+    for dotted in ("proxy.port", "admin.port"):
+        section, key = dotted.split(".")
+        port = getattr(getattr(settings, section), key)
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{dotted}: must be a TCP port 0-65535 (0 picks a free one), got {port}")
+    if not settings.upstream.url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"upstream.url: must start with http:// or https://, got {settings.upstream.url!r}"
+        )
+    if settings.spool.segment_bytes > settings.spool.max_bytes:
+        raise ConfigError("spool.segment_bytes: must not exceed spool.max_bytes")
+    database_url(settings.database.url)  # raises ConfigError on an unsupported scheme
+
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, env: Mapping[str, str], where: str) -> Any:
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"{where or 'config'}: environment variable {name} is not set "
+                f"(export it, or write ${{{name}:-default}})"
+            )
+
+        return _ENV_PATTERN.sub(replace, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _explain(error: msgspec.ValidationError) -> str:
+    """Turn msgspec's ``... - at `$.proxy.port``` into ``proxy.port: ...``."""
+    text = str(error)
+    match = re.search(r" - at `\$\.?(.*)`$", text)
+    path = match.group(1) if match else ""
+    reason = text[: match.start()] if match else text
+    unknown = re.match(r"Object contains unknown field `([^`]+)`", reason)
+    if unknown:
+        key = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
+        return f"{key}: unknown key (check the spelling; docs/configuration.md lists every key)"
+    return f"{path or 'config'}: {reason}"
+
+
+def load_settings(
+    config_path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Build the settings from the YAML file, the environment and explicit overrides.
+
+    Precedence, lowest first: defaults, the file (``config_path`` or
+    ``SIDECAR_CONFIG``), ``SIDECAR_UPSTREAM_URL`` / ``SIDECAR_DATABASE_URL``,
+    then ``overrides`` (command-line flags), as ``{"section": {"key": value}}``.
+    """
+    env = os.environ if env is None else env
+    path = config_path or env.get("SIDECAR_CONFIG")
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: cannot be read ({exc.strerror})") from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path}: not valid YAML ({exc})") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: the top level must be a mapping of sections")
+        raw = _interpolate(loaded, env, "")
+    for variable, (section, key) in {
+        "SIDECAR_UPSTREAM_URL": ("upstream", "url"),
+        "SIDECAR_DATABASE_URL": ("database", "url"),
+    }.items():
+        if env.get(variable):
+            raw.setdefault(section, {})
+            if not isinstance(raw[section], dict):
+                raise ConfigError(f"{section}: must be a mapping")
+            raw[section][key] = env[variable]
+    for section, values in (overrides or {}).items():
+        for key, value in values.items():
+            if value is not None:
+                raw.setdefault(section, {})[key] = value
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(exc)) from exc
+
+
+def database_url(url: str) -> str:
+    """Map a plain database URL to the async driver the sidecar uses.
+
+    ``postgresql://...`` -> ``postgresql+asyncpg://...``;
+    ``sqlite:///path`` -> ``sqlite+aiosqlite:///path``. URLs that already name
+    one of these drivers pass unchanged.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError(
+            f"database.url: {url!r} is not a URL; use postgresql://user@host:5432/db "
+            "or sqlite:///path/to/file.db"
+        )
+    base = scheme.split("+", 1)[0]
+    if base in {"postgresql", "postgres"}:
+        return f"postgresql+asyncpg://{rest}"
+    if base == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    raise ConfigError(
+        f"database.url: unsupported scheme {scheme!r}; use postgresql://... or sqlite:///..."
+    )
+
+
+def settings_keys() -> list[str]:
+    """Every configuration key as ``section.key`` (the docs test checks each is documented)."""
+    keys: list[str] = []
+    for field in msgspec.structs.fields(Settings):
+        section_type = field.type
+        if isinstance(section_type, type) and issubclass(section_type, _Section):
+            keys.extend(
+                f"{field.name}.{sub.name}" for sub in msgspec.structs.fields(section_type)
+            )
+        else:
+            keys.append(field.name)
+    return keys
