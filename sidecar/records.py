@@ -58,6 +58,33 @@ class Exchange:
     cancelled: bool = False
     client_key_hash: str | None = None
     capture_truncated: bool = False
+    # (byte offset just past the chunk in response_body, ms since the request arrived), per chunk
+    chunk_marks: tuple[tuple[int, float], ...] = ()
+    schema_header: str | None = None  # the client's X-Sidecar-Schema
+
+
+class Verdict:
+    """Values of ``requests.schema_verdict``."""
+
+    VALID = "valid"
+    INVALID = "invalid"
+    UNPARSEABLE = "unparseable"
+    TRUNCATED = "truncated"
+    SCHEMA_ERROR = "schema_error"
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaIssue:
+    path: str  # JSON pointer into the output ("tool_calls[0] name:" prefixed for tool arguments)
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaVerdict:
+    schema_name: str
+    verdict: str
+    error_count: int
+    errors: tuple[SchemaIssue, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +100,7 @@ class LoggedRequest:
     status: int
     latency_ms: float
     ttfb_ms: float | None
+    ttft_ms: float | None
     upstream_ms: float | None
     stream: bool
     model: str | None
@@ -89,6 +117,10 @@ class LoggedRequest:
     cancelled: bool
     client_key_hash: str | None
     body_policy: str
+    schema_name: str | None = None
+    schema_verdict: str | None = None
+    schema_error_count: int | None = None
+    schema_errors: JsonValue = None  # [{"path": JSON pointer, "message": ...}, ...] (first few)
 
     def as_row(self) -> dict[str, Any]:
         """Column name -> value, for the store's insert."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +29,7 @@ class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     pass
 
 
-class UpstreamSettings(_Section):
+class UpstreamSettings(_Section, frozen=True):
     url: str = DEFAULT_UPSTREAM_URL
     api_key: str | None = None
     connect_timeout_s: float = 5.0
@@ -37,33 +38,33 @@ class UpstreamSettings(_Section):
     models_refresh_s: float = 30.0
 
 
-class ProxySettings(_Section):
-    host: str = "0.0.0.0"  # noqa: S104 - a sidecar listens for its pod's clients
+class ProxySettings(_Section, frozen=True):
+    host: str = "0.0.0.0"
     port: int = 8080
     max_body_bytes: int = 32 * MiB
     inject_stream_usage: bool = True
     max_capture_bytes: int = 16 * MiB
 
 
-class AdminSettings(_Section):
+class AdminSettings(_Section, frozen=True):
     host: str = "127.0.0.1"
     port: int = 8081
     token: str | None = None
 
 
-class DatabaseSettings(_Section):
+class DatabaseSettings(_Section, frozen=True):
     url: str = DEFAULT_DATABASE_URL
     auto_migrate: bool = True
     pool_size: int = 5
     statement_timeout_s: float = 30.0
 
 
-class RequestLogSettings(_Section):
+class RequestLogSettings(_Section, frozen=True):
     bodies: Literal["full", "redacted", "none"] = "full"
     max_body_bytes: int = 1 * MiB
 
 
-class SpoolSettings(_Section):
+class SpoolSettings(_Section, frozen=True):
     dir: str = ".sidecar/spool"
     max_bytes: int = 1024 * MiB
     segment_bytes: int = 64 * MiB
@@ -72,18 +73,33 @@ class SpoolSettings(_Section):
     full_policy: Literal["drop_new"] = "drop_new"
 
 
-class WriterSettings(_Section):
+class WriterSettings(_Section, frozen=True):
     batch_size: int = 1000
     idle_poll_s: float = 0.2
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
 
 
-class MetricsSettings(_Section):
+class SchemaRuleSettings(_Section, frozen=True):
+    schema: str
+    model: str | None = None
+    adapter: str | None = None
+    path: str | None = None
+    allow_fenced: bool | None = None
+
+
+class ComplianceSettings(_Section, frozen=True):
+    enabled: bool = True
+    schemas_dir: str = "schemas"
+    allow_fenced: bool = True
+    rules: list[SchemaRuleSettings] = msgspec.field(default_factory=list)
+
+
+class MetricsSettings(_Section, frozen=True):
     max_label_values: int = 50
 
 
-class Settings(_Section):
+class Settings(_Section, frozen=True):
     upstream: UpstreamSettings = msgspec.field(default_factory=UpstreamSettings)
     proxy: ProxySettings = msgspec.field(default_factory=ProxySettings)
     admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
@@ -91,6 +107,7 @@ class Settings(_Section):
     request_log: RequestLogSettings = msgspec.field(default_factory=RequestLogSettings)
     spool: SpoolSettings = msgspec.field(default_factory=SpoolSettings)
     writer: WriterSettings = msgspec.field(default_factory=WriterSettings)
+    compliance: ComplianceSettings = msgspec.field(default_factory=ComplianceSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -129,7 +146,9 @@ def _check_values(settings: Settings) -> None:
         section, key = dotted.split(".")
         port = getattr(getattr(settings, section), key)
         if not 0 <= port <= 65535:
-            raise ConfigError(f"{dotted}: must be a TCP port 0-65535 (0 picks a free one), got {port}")
+            raise ConfigError(
+                f"{dotted}: must be a TCP port 0-65535 (0 picks a free one), got {port}"
+            )
     if not settings.upstream.url.startswith(("http://", "https://")):
         raise ConfigError(
             f"upstream.url: must start with http:// or https://, got {settings.upstream.url!r}"
@@ -158,7 +177,9 @@ def _interpolate(value: Any, env: Mapping[str, str], where: str) -> Any:
 
         return _ENV_PATTERN.sub(replace, value)
     if isinstance(value, dict):
-        return {k: _interpolate(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return {
+            k: _interpolate(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_interpolate(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
@@ -174,7 +195,24 @@ def _explain(error: msgspec.ValidationError) -> str:
     if unknown:
         key = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
         return f"{key}: unknown key (check the spelling; docs/configuration.md lists every key)"
+    choices = _literal_choices(path)
+    if choices and reason.startswith("Invalid enum value"):
+        return f"{path}: {reason}; use one of {', '.join(choices)}"
     return f"{path or 'config'}: {reason}"
+
+
+def _literal_choices(path: str) -> list[str]:
+    """The allowed values of a ``Literal`` setting at a dotted path (empty if not a Literal)."""
+    struct: Any = Settings
+    annotation: Any = None
+    for name in path.split("."):
+        hints = typing.get_type_hints(struct) if isinstance(struct, type) else {}
+        if name not in hints:
+            return []
+        annotation = struct = hints[name]
+    if typing.get_origin(annotation) is Literal:
+        return [str(value) for value in typing.get_args(annotation)]
+    return []
 
 
 def load_settings(
@@ -254,9 +292,7 @@ def settings_keys() -> list[str]:
     for field in msgspec.structs.fields(Settings):
         section_type = field.type
         if isinstance(section_type, type) and issubclass(section_type, _Section):
-            keys.extend(
-                f"{field.name}.{sub.name}" for sub in msgspec.structs.fields(section_type)
-            )
+            keys.extend(f"{field.name}.{sub.name}" for sub in msgspec.structs.fields(section_type))
         else:
             keys.append(field.name)
     return keys

@@ -38,6 +38,15 @@ class RunningServer:
         self.thread.join(timeout_s)
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A uvloop loop when uvloop is installed (as in production), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def uvicorn_config(app: Any, **kwargs: Any) -> uvicorn.Config:
     """The uvicorn settings the sidecar uses in production (uvloop + httptools when present)."""
     kwargs.setdefault("log_level", "warning")
@@ -51,8 +60,7 @@ def start_server(app: Any, host: str = "127.0.0.1", port: int = 0, **kwargs: Any
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn_config(app, **kwargs))
-    server.config.setup_event_loop()
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop()
     started = threading.Event()
     failure: list[BaseException] = []
 

@@ -1,0 +1,42 @@
+# Two commands matter: `make run` and `make test`. `make check` is what a reviewer runs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: install run test check lint format types bench test-slow clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## Serve on :8080 (admin :8081), logging to .sidecar/sidecar.db; starts a fake vLLM if none runs.
+run: install
+	@scripts/run.sh
+
+## Everything CI runs: lint, types, and the whole test suite (Postgres at 127.0.0.1:5432).
+test: install lint types
+	$(BIN)/pytest
+
+check: test
+
+lint: install
+	$(BIN)/ruff check sidecar tests bench
+	$(BIN)/ruff format --check sidecar tests bench
+
+format: install
+	$(BIN)/ruff format sidecar tests bench
+	$(BIN)/ruff check --fix sidecar tests bench
+
+types: install
+	$(BIN)/mypy
+
+## Proxy overhead vs a direct call to the same fake upstream; writes docs/benchmarks.md.
+bench: install
+	$(PY) -m bench.proxy_bench --write docs/benchmarks.md
+
+clean:
+	rm -rf $(VENV) .sidecar .mypy_cache .ruff_cache .pytest_cache

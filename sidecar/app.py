@@ -1,0 +1,132 @@
+"""Wiring: build every stage from one Settings object and run them together.
+
+:class:`Sidecar` owns the long-lived pieces (upstream client, spool, store
+engine, writer and catalog tasks) and exposes the two ASGI apps: ``proxy_app``
+for the proxy port and ``admin_app`` for the admin port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sidecar.admin import Readiness, create_admin_app
+from sidecar.logqueue.spool import Spool
+from sidecar.logqueue.writer import LogPipeline, LogWriter
+from sidecar.metrics import SidecarMetrics
+from sidecar.proxy.app import ProxyApp
+from sidecar.proxy.catalog import ModelCatalog
+from sidecar.proxy.upstream import UpstreamClient
+from sidecar.settings import Settings
+from sidecar.store.engine import create_engine
+from sidecar.store.migrate import upgrade_async
+from sidecar.validators.compliance import Compliance
+
+logger = logging.getLogger("sidecar")
+
+LORA_CHANGE_PATHS = frozenset({"/v1/load_lora_adapter", "/v1/unload_lora_adapter"})
+
+
+class Sidecar:
+    """All stages of one sidecar process."""
+
+    def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.metrics = SidecarMetrics(registry, max_label_values=settings.metrics.max_label_values)
+        self.upstream = UpstreamClient(settings.upstream)
+        self.catalog = ModelCatalog()
+        self.catalog_wake = asyncio.Event()
+        self.compliance = Compliance(settings.compliance)
+        spool = settings.spool
+        self.spool = Spool(
+            spool.dir,
+            max_bytes=spool.max_bytes,
+            segment_bytes=spool.segment_bytes,
+            fsync=spool.fsync,
+        )
+        self.pipeline = LogPipeline(self.spool, self.metrics)
+        self.proxy_app = ProxyApp(settings, self.upstream, self.pipeline, self.metrics)
+        self.admin_app = create_admin_app(self.metrics, self.readiness, token=settings.admin.token)
+        self.engine: AsyncEngine | None = None
+        self.writer: LogWriter | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    async def start(self) -> None:
+        settings = self.settings
+        if settings.database.auto_migrate:
+            await upgrade_async(settings.database.url)
+        self.engine = create_engine(settings.database.url, pool_size=settings.database.pool_size)
+        self.spool.open()
+        await self.upstream.start()
+        self.writer = LogWriter(
+            self.spool,
+            self.engine,
+            self.catalog.identify,
+            settings,
+            self.metrics,
+            self.pipeline.wake,
+            on_rows=self._after_rows,
+            check_schema=self.compliance.check,
+        )
+        self._tasks = [
+            asyncio.create_task(self.writer.run(), name="log-writer"),
+            asyncio.create_task(
+                self.catalog.run(
+                    self.upstream, settings.upstream.models_refresh_s, self.catalog_wake
+                ),
+                name="model-catalog",
+            ),
+        ]
+        if settings.spool.fsync == "interval":
+            self._tasks.append(asyncio.create_task(self._fsync_loop(), name="spool-fsync"))
+
+    async def stop(self, drain_s: float = 10.0) -> None:
+        """Stop background work, write what the spool holds (up to ``drain_s``), close."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        # A batch the cancelled writer had read but not committed is read again (inserts are idempotent).
+        self.spool.rewind()
+        if self.writer is not None and self.spool.has_pending():
+            if not await self.writer.drain(drain_s):
+                logger.warning(
+                    "stopping with %d bytes still in the spool; they will be written at next start",
+                    self.spool.pending_bytes,
+                )
+        self.spool.close()
+        await self.upstream.close()
+        if self.engine is not None:
+            await self.engine.dispose()
+
+    def readiness(self) -> Readiness:
+        spool_ok = self.spool.pending_bytes < self.settings.spool.max_bytes * 0.9
+        writer_ok = self.writer is not None and self.writer.healthy
+        checks = {
+            "upstream": "ok" if self.catalog.healthy else "unreachable",
+            "writer": "ok"
+            if writer_ok
+            else f"failing: {self.writer.last_error if self.writer else 'not started'}",
+            "spool": "ok" if spool_ok else f"nearly full ({self.spool.pending_bytes} bytes)",
+        }
+        self.metrics.upstream_up.set(1 if self.catalog.healthy else 0)
+        return Readiness(all(value == "ok" for value in checks.values()), checks)
+
+    def _after_rows(self, rows: Any) -> None:
+        for row in rows:
+            if row.path in LORA_CHANGE_PATHS and row.status == 200:
+                self.catalog_wake.set()
+                return
+
+    async def _fsync_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.settings.spool.fsync_interval_s)
+            await loop.run_in_executor(None, self.spool.sync)

@@ -1,0 +1,162 @@
+"""The ``sidecar`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+import click
+
+from sidecar.errors import ConfigError
+from sidecar.settings import Settings, load_settings
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), envvar="SIDECAR_CONFIG",
+    help="YAML configuration file (default: $SIDECAR_CONFIG; every key is optional).",
+)  # fmt: skip
+database_option = click.option(
+    "--database-url", help="postgresql://user@host:5432/db or sqlite:///path.db (overrides config)."
+)
+
+
+def _settings(config_path: str | None, **overrides: dict[str, Any]) -> Settings:
+    try:
+        return load_settings(config_path, overrides=overrides)
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from exc
+
+
+def _run(coroutine: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        asyncio.run(coroutine)
+    else:
+        uvloop.run(coroutine)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="vllm-sidecar", prog_name="sidecar")
+def main() -> None:
+    """Monitoring and drift-detection sidecar for vLLM's OpenAI-compatible server.
+
+    Point your clients at the sidecar's proxy port instead of vLLM: every request
+    is relayed unchanged and logged to Postgres (or a SQLite file by default).
+    """
+
+
+@main.command(context_settings=CONTEXT)
+@config_option
+@click.option("--host", help="Proxy listen address (default 0.0.0.0).")
+@click.option("--port", type=int, help="Proxy port (default 8080).")
+@click.option(
+    "--admin-port", type=int, help="Admin port: /metrics, /healthz, /readyz (default 8081)."
+)
+@click.option(
+    "--upstream", help="vLLM base URL (default $SIDECAR_UPSTREAM_URL or http://127.0.0.1:8000)."
+)
+@database_option
+@click.option("--no-migrate", is_flag=True, help="Do not upgrade the database schema at start.")
+def serve(
+    config_path: str | None,
+    host: str | None,
+    port: int | None,
+    admin_port: int | None,
+    upstream: str | None,
+    database_url: str | None,
+    no_migrate: bool,
+) -> None:
+    """Run the proxy and the admin server until SIGTERM or Ctrl-C."""
+    from sidecar.serve import run_sidecar
+
+    settings = _settings(
+        config_path,
+        proxy={"host": host, "port": port},
+        admin={"port": admin_port},
+        upstream={"url": upstream},
+        database={"url": database_url, "auto_migrate": False if no_migrate else None},
+    )
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    _run(run_sidecar(settings))
+
+
+@main.command("check-config", context_settings=CONTEXT)
+@config_option
+def check_config(config_path: str | None) -> None:
+    """Validate the configuration; exit 0, or name the bad key and the fix."""
+    settings = _settings(config_path)
+    click.echo(
+        f"configuration OK: upstream {settings.upstream.url}, proxy :{settings.proxy.port}, "
+        f"admin :{settings.admin.port}, database {settings.database.url}"
+    )
+
+
+@main.group(context_settings=CONTEXT)
+def db() -> None:
+    """Database schema (Alembic migrations; Postgres or SQLite)."""
+
+
+@db.command(context_settings=CONTEXT)
+@config_option
+@database_option
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+def upgrade(config_path: str | None, database_url: str | None, revision: str) -> None:
+    """Upgrade the schema to the latest (or a given) revision."""
+    from sidecar.store.migrate import current
+    from sidecar.store.migrate import upgrade as run_upgrade
+
+    url = _settings(config_path, database={"url": database_url}).database.url
+    run_upgrade(url, revision)
+    click.echo(f"database at revision {current(url)}")
+
+
+@db.command("current", context_settings=CONTEXT)
+@config_option
+@database_option
+def db_current(config_path: str | None, database_url: str | None) -> None:
+    """Print the schema revision the database is at."""
+    from sidecar.store.migrate import current
+
+    url = _settings(config_path, database={"url": database_url}).database.url
+    click.echo(current(url) or "empty (run `sidecar db upgrade`)")
+
+
+@main.command("fake-vllm", context_settings=CONTEXT)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--model",
+    "served_model_name",
+    default="tiny",
+    show_default=True,
+    help="Served base model name.",
+)
+@click.option("--latency-ms", default=0.0, show_default=True, help="Delay before each response.")
+@click.option(
+    "--chunk-delay-ms", default=0.0, show_default=True, help="Delay between stream chunks."
+)
+def fake_vllm(
+    host: str, port: int, served_model_name: str, latency_ms: float, chunk_delay_ms: float
+) -> None:
+    """Run the faithful fake vLLM server (with LoRA adapters `support` and `legal`)."""
+    from sidecar.testing.fake_vllm import FakeVllmConfig, serve_fake_vllm
+
+    config = FakeVllmConfig(
+        served_model_name=served_model_name,
+        latency_s=latency_ms / 1000.0,
+        chunk_delay_s=chunk_delay_ms / 1000.0,
+    )
+    click.echo(
+        f"fake vLLM serving {served_model_name} (+ adapters support, legal) on http://{host}:{port}"
+    )
+    serve_fake_vllm(host, port, config)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

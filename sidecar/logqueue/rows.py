@@ -1,0 +1,130 @@
+"""Turn a captured :class:`Exchange` into the ``requests`` row (pure; runs in the writer)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from sidecar.logqueue.redaction import redact
+from sidecar.proxy.catalog import ModelIdentity
+from sidecar.proxy.sse import reassemble
+from sidecar.records import Exchange, JsonValue, LoggedRequest, SchemaVerdict
+from sidecar.validators.selection import Exchanged
+
+IdentifyModel = Callable[[str | None], ModelIdentity]
+CheckSchema = Callable[[Exchanged], SchemaVerdict | None]
+
+
+def parse_body(raw: bytes, content_type: str | None) -> JsonValue:
+    """JSON when it parses, else the text; ``None`` for an empty body."""
+    if not raw:
+        return None
+    if content_type is None or "json" in content_type or raw[:1] in (b"{", b"["):
+        try:
+            parsed: JsonValue = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            return parsed
+    return raw.decode("utf-8", errors="replace")
+
+
+def apply_policy(body: JsonValue, raw_size: int, policy: str, max_bytes: int) -> JsonValue:
+    if policy == "none" or body is None:
+        return None
+    if raw_size > max_bytes:
+        return f"<body of {raw_size} bytes not stored: over request_log.max_body_bytes>"
+    return redact(body) if policy == "redacted" else body
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def build_row(
+    exchange: Exchange,
+    identify: IdentifyModel,
+    *,
+    body_policy: str,
+    max_body_bytes: int,
+    check_schema: CheckSchema | None = None,
+) -> LoggedRequest:
+    request = parse_body(exchange.request_body, exchange.request_content_type)
+    requested_model = request.get("model") if isinstance(request, dict) else None
+    ttft_ms: float | None = None
+    if exchange.stream:
+        summary = reassemble(exchange.response_body)
+        response: JsonValue = summary.response
+        if summary.error is not None:
+            response = {**(summary.response or {}), "error": summary.error}
+        usage = summary.usage
+        finish_reason = summary.finish_reason
+        if summary.first_token_offset is not None:
+            ttft_ms = next(
+                (ms for end, ms in exchange.chunk_marks if end >= summary.first_token_offset), None
+            )
+    else:
+        response = parse_body(exchange.response_body, exchange.response_content_type)
+        usage = response.get("usage") if isinstance(response, dict) else None
+        choices = response.get("choices") if isinstance(response, dict) else None
+        first = choices[0] if isinstance(choices, list) and choices else None
+        finish_reason = first.get("finish_reason") if isinstance(first, dict) else None
+    response_model = response.get("model") if isinstance(response, dict) else None
+    model = requested_model if isinstance(requested_model, str) else None
+    if model is None and isinstance(response_model, str):
+        model = response_model
+    identity = identify(model)
+    usage = usage if isinstance(usage, dict) else {}
+    completion_id = response.get("id") if isinstance(response, dict) else None
+    verdict = None
+    if check_schema is not None and 200 <= exchange.status < 300:
+        verdict = check_schema(
+            Exchanged(
+                exchange.path,
+                model,
+                identity.adapter,
+                request,
+                response,
+                finish_reason if isinstance(finish_reason, str) else None,
+                exchange.schema_header,
+            )
+        )
+    return LoggedRequest(
+        id=exchange.id,
+        client_request_id=exchange.client_request_id,
+        completion_id=completion_id if isinstance(completion_id, str) else None,
+        started_at=datetime.fromtimestamp(exchange.started_at, UTC),
+        method=exchange.method,
+        path=exchange.path,
+        status=exchange.status,
+        latency_ms=exchange.latency_ms,
+        ttfb_ms=exchange.ttfb_ms,
+        ttft_ms=ttft_ms,
+        upstream_ms=exchange.upstream_ms,
+        stream=exchange.stream,
+        model=model,
+        base_model=identity.base_model,
+        adapter=identity.adapter,
+        prompt_tokens=_int(usage.get("prompt_tokens")),
+        completion_tokens=_int(usage.get("completion_tokens")),
+        total_tokens=_int(usage.get("total_tokens")),
+        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+        request_body=apply_policy(request, len(exchange.request_body), body_policy, max_body_bytes),
+        response_body=apply_policy(
+            response, len(exchange.response_body), body_policy, max_body_bytes
+        ),
+        error_kind=exchange.error_kind,
+        error_message=exchange.error_message,
+        cancelled=exchange.cancelled,
+        client_key_hash=exchange.client_key_hash,
+        body_policy=body_policy,
+        schema_name=verdict.schema_name if verdict else None,
+        schema_verdict=verdict.verdict if verdict else None,
+        schema_error_count=verdict.error_count if verdict else None,
+        schema_errors=[{"path": i.path, "message": i.message} for i in verdict.errors]
+        if verdict
+        else None,
+    )

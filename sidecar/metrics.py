@@ -1,0 +1,110 @@
+"""Prometheus metrics, on an injected registry (tests never share state).
+
+Names follow ``sidecar_<thing>_<unit>``; counters end in ``_total``. Label
+values are bounded: model names past ``max_label_values`` collapse to ``other``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+OTHER = "other"
+LATENCY_BUCKETS_S = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+)  # fmt: skip
+TTFT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class LabelLimiter:
+    """Admit the first ``limit`` distinct values of a label; later ones become ``other``."""
+
+    __slots__ = ("_limit", "_lock", "_seen")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str | None) -> str:
+        if not value:
+            return "none"
+        if value in self._seen:
+            return value
+        with self._lock:
+            if len(self._seen) < self._limit:
+                self._seen.add(value)
+                return value
+        return OTHER
+
+
+class SidecarMetrics:
+    """Every metric the sidecar exports, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, max_label_values: int = 50):
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.model_label = LabelLimiter(max_label_values)
+        self.schema_label = LabelLimiter(max_label_values)
+        r = self.registry
+        self.requests = Counter(
+            "sidecar_requests", "Proxied requests, by model as requested and HTTP status.",
+            ["model", "status"], registry=r,
+        )  # fmt: skip
+        self.request_duration = Histogram(
+            "sidecar_request_duration_seconds",
+            "Time from request received to last response byte, through the sidecar.",
+            ["model"], buckets=LATENCY_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.time_to_first_token = Histogram(
+            "sidecar_time_to_first_token_seconds",
+            "Streams: time from request received to the first chunk carrying output.",
+            ["model"], buckets=TTFT_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.upstream_errors = Counter(
+            "sidecar_upstream_errors",
+            "Upstream failures: unreachable, timeout, reset mid-stream, 5xx answers.",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        self.client_disconnects = Counter(
+            "sidecar_client_disconnects", "Requests the client abandoned before the end.",
+            registry=r,
+        )  # fmt: skip
+        self.tokens = Counter(
+            "sidecar_tokens", "Tokens reported by the upstream's usage, by model and kind.",
+            ["model", "kind"], registry=r,
+        )  # fmt: skip
+        self.schema_validations = Counter(
+            "sidecar_schema_validations",
+            "Outputs checked against a JSON schema, by schema, model and verdict "
+            "(valid, invalid, unparseable, truncated, schema_error).",
+            ["schema", "model", "result"], registry=r,
+        )  # fmt: skip
+        self.in_flight = Gauge(
+            "sidecar_in_flight_requests", "Requests being proxied right now.", registry=r
+        )
+        self.spool_bytes = Gauge(
+            "sidecar_log_spool_bytes", "Bytes in the local log spool not yet written to the store.",
+            registry=r,
+        )  # fmt: skip
+        self.rows_written = Counter(
+            "sidecar_log_rows_written", "Request rows committed to the store.", registry=r
+        )
+        self.rows_lost = Counter(
+            "sidecar_log_rows_lost",
+            "Request records that will never reach the store, by reason "
+            "(spool_full, corrupt, rejected).",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.store_errors = Counter(
+            "sidecar_log_store_errors", "Failed store writes (the batch is retried).",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        self.writer_lag = Gauge(
+            "sidecar_log_writer_lag_seconds",
+            "Age of the oldest record the writer committed last (request start to commit).",
+            registry=r,
+        )  # fmt: skip
+        self.upstream_up = Gauge(
+            "sidecar_upstream_up", "1 when the last upstream health check succeeded.", registry=r
+        )

@@ -1,0 +1,71 @@
+"""Which served names are LoRA adapters, learned from the upstream's ``/v1/models``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sidecar.errors import UpstreamError
+from sidecar.proxy.upstream import UpstreamClient
+
+logger = logging.getLogger("sidecar.catalog")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelIdentity:
+    base_model: str | None
+    adapter: str | None
+
+
+class ModelCatalog:
+    """Served model names -> parent (``None`` for a base model), refreshed in the background."""
+
+    def __init__(self) -> None:
+        self._parents: dict[str, str | None] = {}
+        self.healthy = False
+
+    def update(self, models_document: Any) -> None:
+        """Replace the catalog with the cards of a ``/v1/models`` response body."""
+        data = models_document.get("data") if isinstance(models_document, dict) else None
+        if not isinstance(data, list):
+            return
+        parents: dict[str, str | None] = {}
+        for card in data:
+            if isinstance(card, dict) and isinstance(card.get("id"), str):
+                parent = card.get("parent")
+                parents[card["id"]] = parent if isinstance(parent, str) else None
+        self._parents = parents
+
+    def identify(self, model: str | None) -> ModelIdentity:
+        """Base model and adapter for a requested model name (unknown names stay unresolved)."""
+        if model is None or model not in self._parents:
+            return ModelIdentity(None, None)
+        parent = self._parents[model]
+        return ModelIdentity(parent, model) if parent else ModelIdentity(model, None)
+
+    def known(self) -> dict[str, str | None]:
+        return dict(self._parents)
+
+    async def refresh(self, upstream: UpstreamClient) -> bool:
+        try:
+            self.update(await upstream.get_json("/v1/models"))
+        except (UpstreamError, ValueError) as exc:
+            if self.healthy:
+                logger.warning("cannot refresh the model list from the upstream: %s", exc)
+            self.healthy = False
+            return False
+        self.healthy = True
+        return True
+
+    async def run(self, upstream: UpstreamClient, interval_s: float, wake: asyncio.Event) -> None:
+        """Refresh every ``interval_s``, or at once when ``wake`` is set (an adapter was loaded)."""
+        while True:
+            await self.refresh(upstream)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    wake.wait(), interval_s if self.healthy else min(interval_s, 2.0)
+                )
+            wake.clear()

@@ -1,0 +1,75 @@
+"""Header rules for a transparent reverse proxy (pure functions over raw ASGI header pairs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+Headers = list[tuple[bytes, bytes]]
+
+# RFC 9110 section 7.6.1 hop-by-hop headers, plus the framing headers the proxy recomputes.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_NOT_FORWARDED_UPSTREAM = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
+_NOT_RELAYED_TO_CLIENT = HOP_BY_HOP | {b"x-request-id"}
+
+
+def upstream_request_headers(
+    client_headers: Iterable[tuple[bytes, bytes]], *, api_key: str | None
+) -> dict[str, str]:
+    """Headers to send upstream: the client's, minus hop-by-hop and framing ones.
+
+    ``Authorization`` passes through unless an upstream key is configured, which
+    then replaces it. Header names arrive lower-cased from the ASGI server.
+    """
+    names_in_connection: set[bytes] = set()
+    forwarded: dict[str, str] = {}
+    for name, value in client_headers:
+        if name == b"connection":
+            names_in_connection.update(token.strip().lower() for token in value.split(b","))
+        if name in _NOT_FORWARDED_UPSTREAM or (api_key and name == b"authorization"):
+            continue
+        key = name.decode("latin-1")
+        text = value.decode("latin-1")
+        forwarded[key] = f"{forwarded[key]}, {text}" if key in forwarded else text
+    for name in names_in_connection:
+        forwarded.pop(name.decode("latin-1"), None)
+    if api_key:
+        forwarded["authorization"] = f"Bearer {api_key}"
+    return forwarded
+
+
+def client_response_headers(
+    upstream_headers: Iterable[tuple[bytes, bytes]], *, request_id: bytes, keep_length: bool
+) -> Headers:
+    """Headers to relay to the client: the upstream's, minus hop-by-hop, plus our ``x-request-id``.
+
+    ``keep_length`` is False when the proxy changes the body (it hid a usage
+    chunk), so the ASGI server frames the body itself.
+    """
+    relayed: Headers = [
+        (name.lower(), value)
+        for name, value in upstream_headers
+        if name.lower() not in _NOT_RELAYED_TO_CLIENT
+        and (keep_length or name.lower() != b"content-length")
+    ]
+    relayed.append((b"x-request-id", request_id))
+    return relayed
+
+
+def header_value(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of a (lower-case) header, or None."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None

@@ -1,0 +1,89 @@
+"""The async engine: one place that knows each backend's connection settings.
+
+Plain URLs work (``postgresql://...``, ``sqlite:///path.db``); the async driver is picked by
+:func:`sidecar.settings.database_url`. JSON goes through orjson both ways.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from sidecar.settings import database_url
+
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA foreign_keys=ON",
+)
+
+
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 5,
+    connect_timeout_s: float = 5.0,
+    command_timeout_s: float | None = 30.0,
+) -> AsyncEngine:
+    """An :class:`AsyncEngine` for ``url`` (plain or async-driver URL).
+
+    Postgres: connections are pinged before use and fail fast (``connect_timeout_s``) so an
+    outage is noticed quickly; each statement is bounded by ``command_timeout_s`` (``None``:
+    unbounded, for migrations).
+    SQLite: WAL journal, ``synchronous=NORMAL``, a 5 s busy timeout and foreign keys, set on
+    every new connection.
+    """
+    parsed = sa.make_url(database_url(url))
+    common: dict[str, Any] = {
+        "json_serializer": json_dumps,
+        "json_deserializer": json_loads,
+    }
+    if parsed.get_backend_name() == "sqlite":
+        if not is_memory_sqlite(parsed):
+            common["pool_size"] = pool_size
+        engine = create_async_engine(parsed, **common)
+        sa.event.listen(engine.sync_engine, "connect", _apply_sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        parsed,
+        pool_size=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=connect_timeout_s * 2,
+        connect_args={"timeout": connect_timeout_s, "command_timeout": command_timeout_s},
+        **common,
+    )
+
+
+def is_memory_sqlite(url: sa.URL) -> bool:
+    database = url.database or ""
+    return database in {"", ":memory:"} or url.query.get("mode") == "memory"
+
+
+def json_dumps(value: Any) -> str:
+    """orjson, falling back to the standard library for what orjson refuses (huge integers)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def json_loads(text: str | bytes) -> Any:
+    """orjson, falling back to the standard library for what orjson refuses (``1e400``)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def _apply_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()

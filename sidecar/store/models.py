@@ -1,0 +1,172 @@
+"""The tables, as SQLAlchemy 2 typed declarative models (rows never leave ``store/``).
+
+The migrations in ``migrations/versions`` build the same schema; ``sidecar.store.migrate.check``
+(and its test) prove the two agree. Column comments are the reference for SQL users.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from sidecar.records import JsonValue
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """``timestamptz`` on Postgres; UTC text on SQLite. Always hands back aware UTC datetimes.
+
+    Values are converted to UTC before they are stored (a naive value is taken to be UTC), so
+    SQLite's text timestamps sort and compare in time order, like Postgres's.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def json_document() -> sa.types.TypeEngine[Any]:
+    """JSON on SQLite, JSONB on Postgres; Python ``None`` is SQL ``NULL`` (not JSON ``null``)."""
+    return sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class RequestRow(Base):
+    """One proxied request (one :class:`sidecar.records.LoggedRequest`)."""
+
+    __tablename__ = "requests"
+    __table_args__ = (
+        sa.Index("ix_requests_started_at", "started_at"),
+        sa.Index("ix_requests_model_started_at", "model", "started_at"),
+        sa.Index("ix_requests_adapter_started_at", "adapter", "started_at"),
+        sa.Index("ix_requests_completion_id", "completion_id"),
+        sa.Index("ix_requests_client_request_id", "client_request_id"),
+        {"comment": "One row per request proxied to the upstream model server."},
+    )
+
+    id: Mapped[str] = mapped_column(
+        sa.String(32),
+        primary_key=True,
+        comment="The sidecar's id for the request (the X-Request-Id response header).",
+    )
+    client_request_id: Mapped[str | None] = mapped_column(
+        sa.Text, comment="The client's own X-Request-Id, when it sent one (forwarded upstream)."
+    )
+    completion_id: Mapped[str | None] = mapped_column(
+        sa.Text, comment="The upstream's response id (chatcmpl-..., cmpl-...), when it gave one."
+    )
+    started_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, comment="When the sidecar received the request (UTC)."
+    )
+    method: Mapped[str] = mapped_column(sa.Text, comment="HTTP method.")
+    path: Mapped[str] = mapped_column(sa.Text, comment="Request path, e.g. /v1/chat/completions.")
+    status: Mapped[int] = mapped_column(
+        sa.Integer,
+        comment="HTTP status sent to the client (499: it went away before any response).",
+    )
+    latency_ms: Mapped[float] = mapped_column(
+        sa.Double, comment="Request received -> last response byte handed to the client, in ms."
+    )
+    ttfb_ms: Mapped[float | None] = mapped_column(
+        sa.Double, comment="Request received -> first response body byte from the upstream, in ms."
+    )
+    ttft_ms: Mapped[float | None] = mapped_column(
+        sa.Double, comment="Streams: request received -> first chunk carrying a token, in ms."
+    )
+    upstream_ms: Mapped[float | None] = mapped_column(
+        sa.Double, comment="Request sent upstream -> upstream response headers, in ms."
+    )
+    stream: Mapped[bool] = mapped_column(
+        sa.Boolean, comment="True when the response was streamed (server-sent events)."
+    )
+    model: Mapped[str | None] = mapped_column(
+        sa.Text, comment="Model name the client asked for (or the response named)."
+    )
+    base_model: Mapped[str | None] = mapped_column(
+        sa.Text, comment="Base model behind it (the model itself, or the LoRA adapter's base)."
+    )
+    adapter: Mapped[str | None] = mapped_column(
+        sa.Text, comment="LoRA adapter name, when the model is an adapter; NULL for a base model."
+    )
+    prompt_tokens: Mapped[int | None] = mapped_column(
+        sa.Integer, comment="Prompt tokens, from the upstream's usage."
+    )
+    completion_tokens: Mapped[int | None] = mapped_column(
+        sa.Integer, comment="Completion tokens, from the upstream's usage."
+    )
+    total_tokens: Mapped[int | None] = mapped_column(
+        sa.Integer, comment="Total tokens, from the upstream's usage."
+    )
+    finish_reason: Mapped[str | None] = mapped_column(
+        sa.Text, comment="Finish reason of the first choice (stop, length, tool_calls, ...)."
+    )
+    request_body: Mapped[JsonValue] = mapped_column(
+        json_document(),
+        comment="Request body as JSON (text when not JSON), per body_policy; NULL when not kept.",
+    )
+    response_body: Mapped[JsonValue] = mapped_column(
+        json_document(),
+        comment="Response body as JSON (streams reassembled into one object), per body_policy.",
+    )
+    error_kind: Mapped[str | None] = mapped_column(
+        sa.Text, comment="Why the request failed, when it did (upstream_timeout, ...)."
+    )
+    error_message: Mapped[str | None] = mapped_column(
+        sa.Text, comment="Human-readable detail for error_kind."
+    )
+    cancelled: Mapped[bool] = mapped_column(
+        sa.Boolean, comment="True when the client disconnected before the response ended."
+    )
+    client_key_hash: Mapped[str | None] = mapped_column(
+        sa.Text, comment="Keyed hash of the client's API key (never the key itself)."
+    )
+    body_policy: Mapped[str] = mapped_column(
+        sa.Text, comment="How bodies were stored: full, redacted or none."
+    )
+    schema_name: Mapped[str | None] = mapped_column(
+        sa.Text, comment="JSON Schema the output was checked against, when one applied."
+    )
+    schema_verdict: Mapped[str | None] = mapped_column(
+        sa.Text,
+        comment="valid, invalid, unparseable, truncated or schema_error; NULL when not checked.",
+    )
+    schema_error_count: Mapped[int | None] = mapped_column(
+        sa.Integer, comment="Number of schema violations found."
+    )
+    schema_errors: Mapped[JsonValue] = mapped_column(
+        json_document(), comment='First few violations: [{"path": ..., "message": ...}, ...].'
+    )
+    logged_at: Mapped[datetime] = mapped_column(
+        UtcDateTime,
+        server_default=sa.func.now(),
+        comment="When the row was written to the database (UTC).",
+    )
+
+
+metadata = Base.metadata
+requests_table: sa.Table = RequestRow.__table__  # type: ignore[assignment]

@@ -1,0 +1,263 @@
+"""Writing request rows: one transaction per batch, idempotent on the request id.
+
+The writer replays its spool after a crash, so inserting the same batch twice must be harmless:
+``INSERT ... ON CONFLICT (id) DO NOTHING`` keeps the first copy, and ``RETURNING id`` counts the
+rows that were new. Postgres gets one statement per chunk with a column array per parameter
+(``INSERT ... SELECT FROM unnest($1::text[], ...)``, about twice the speed of a multi-row
+``VALUES`` list); SQLite gets SQLAlchemy's multi-row insert.
+
+Errors are translated here, at the seam: a database that cannot be reached becomes
+:class:`~sidecar.errors.StoreUnavailable` (retry the batch later); anything else (a value the
+database refuses) propagates as it is, so the caller can fall back to row by row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import operator
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sidecar.errors import StoreUnavailable
+from sidecar.records import JsonValue, LoggedRequest
+from sidecar.store.engine import json_dumps
+from sidecar.store.models import UtcDateTime, requests_table
+
+NUL = "\x00"
+REPLACEMENT = "\ufffd"
+POSTGRES_CHUNK_ROWS = 2000
+
+# LoggedRequest.as_row(), unrolled: this runs for every row, at thousands of rows a second.
+_FIELD_NAMES = tuple(field.name for field in dataclasses.fields(LoggedRequest))
+_fields_of = operator.attrgetter(*_FIELD_NAMES)
+_COLUMNS = tuple(column for column in requests_table.columns if column.name in _FIELD_NAMES)
+_FIELDS_WITHOUT_COLUMN = sorted(set(_FIELD_NAMES) - {column.name for column in _COLUMNS})
+_JSON_FIELDS = tuple(column.name for column in _COLUMNS if isinstance(column.type, sa.JSON))
+_TEXT_FIELDS = tuple(column.name for column in _COLUMNS if isinstance(column.type, sa.String))
+
+# SQLSTATE prefixes meaning "this database cannot take writes right now", not "bad data":
+# connection exceptions, insufficient resources (too many connections, disk full), operator
+# intervention (shutting down, starting up, terminated, statement cancelled), system errors,
+# failed authorization, missing database, read-only transaction (a demoted primary).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57", "58", "28", "3D", "25006")
+
+# Lower-cased fragments of driver messages that carry no SQLSTATE.
+_UNAVAILABLE_MESSAGES = (
+    "connection refused",
+    "connection reset",
+    "connection was closed",
+    "connection is closed",
+    "connection has been closed",
+    "connection timed out",
+    "server closed the connection",
+    "the database system is shutting down",
+    "the database system is starting up",
+    "terminating connection",
+    "unexpected connection_lost",
+    "unable to open database file",  # SQLite: the file or its folder is gone or unreadable
+    "database is locked",  # SQLite: another writer held the lock past busy_timeout
+    "disk i/o error",
+    "database or disk is full",
+)
+
+
+async def insert_requests(engine: AsyncEngine, rows: Sequence[LoggedRequest]) -> int:
+    """Insert ``rows`` in one transaction, skipping ids already stored; return how many were new.
+
+    NUL characters (which Postgres cannot store in text or JSONB) become U+FFFD on both
+    backends. Raises :class:`StoreUnavailable` when the database cannot be reached.
+    """
+    if not rows:
+        return 0
+    if _FIELDS_WITHOUT_COLUMN:
+        raise RuntimeError(f"requests has no column for {', '.join(_FIELDS_WITHOUT_COLUMN)}")
+    values = [_sanitized(row) for row in rows]
+    insert = _insert_postgres if engine.dialect.name == "postgresql" else _insert_sqlite
+    try:
+        async with engine.connect() as connection:
+            try:
+                async with connection.begin():
+                    inserted = await insert(connection, values)
+            except Exception as exc:
+                if is_connectivity_error(exc) and not connection.invalidated:
+                    # Do not hand a connection to a broken or read-only server back to the pool.
+                    await connection.invalidate()
+                raise
+    except Exception as exc:
+        if is_connectivity_error(exc):
+            raise StoreUnavailable(f"database unreachable: {_describe(exc)}") from exc
+        raise
+    return inserted
+
+
+async def _insert_postgres(connection: AsyncConnection, values: list[dict[str, Any]]) -> int:
+    statement = _postgres_statement()
+    dialect = connection.dialect
+    inserted = 0
+    for start in range(0, len(values), POSTGRES_CHUNK_ROWS):
+        chunk = values[start : start + POSTGRES_CHUNK_ROWS]
+        arrays = tuple(_column_array(column, chunk, dialect) for column in _COLUMNS)
+        result = await connection.exec_driver_sql(statement, arrays)
+        inserted += len(result.all())
+    return inserted
+
+
+async def _insert_sqlite(connection: AsyncConnection, values: list[dict[str, Any]]) -> int:
+    statement = (
+        sqlite.insert(requests_table)
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(requests_table.c.id)
+    )
+    result = await connection.execute(statement, values)
+    return len(result.all())
+
+
+@functools.cache
+def _postgres_statement() -> str:
+    """``INSERT INTO requests (...) SELECT ... FROM unnest($1::VARCHAR(32)[], ...) ...``."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    quote = dialect.identifier_preparer.quote
+    names, arrays, selected = [], [], []
+    for position, column in enumerate(_COLUMNS, start=1):
+        name = quote(column.name)
+        names.append(name)
+        if isinstance(column.type, sa.JSON):  # sent as text, parsed by the server
+            arrays.append(f"${position}::text[]")
+            selected.append(f"u.{name}::jsonb")
+        else:
+            arrays.append(f"${position}::{column.type.compile(dialect=dialect)}[]")
+            selected.append(f"u.{name}")
+    columns = ", ".join(names)
+    return (
+        f"INSERT INTO {quote(requests_table.name)} ({columns}) "
+        f"SELECT {', '.join(selected)} FROM unnest({', '.join(arrays)}) AS u({columns}) "
+        "ON CONFLICT (id) DO NOTHING RETURNING id"
+    )
+
+
+def _column_array(
+    column: sa.Column[Any], rows: list[dict[str, Any]], dialect: sa.Dialect
+) -> list[Any]:
+    name = column.name
+    if isinstance(column.type, sa.JSON):
+        return [None if row[name] is None else json_dumps(row[name]) for row in rows]
+    if isinstance(column.type, UtcDateTime):
+        return [column.type.process_bind_param(row[name], dialect) for row in rows]
+    return [row[name] for row in rows]
+
+
+def _sanitized(row: LoggedRequest) -> dict[str, Any]:
+    values = dict(zip(_FIELD_NAMES, _fields_of(row), strict=True))
+    for name in _TEXT_FIELDS:
+        value = values[name]
+        if value is not None and NUL in value:
+            values[name] = value.replace(NUL, REPLACEMENT)
+    for name in _JSON_FIELDS:
+        value = values[name]
+        if value is not None:
+            values[name] = sanitize_json(value)
+    return values
+
+
+def sanitize_json(value: JsonValue) -> JsonValue:
+    """``value`` with NUL replaced by U+FFFD in every string and key (unchanged if it has none)."""
+    if isinstance(value, str):
+        return value.replace(NUL, REPLACEMENT) if NUL in value else value
+    if not isinstance(value, dict | list):
+        return value
+    try:
+        # Fast path: orjson writes NUL as \u0000, so its absence proves there is nothing to do.
+        if b"\\u0000" not in orjson.dumps(value):
+            return value
+    except TypeError:
+        pass  # something orjson refuses (a huge integer): walk it
+    cleaned: JsonValue = _replace_nul(value)
+    return cleaned
+
+
+def _replace_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace(NUL, REPLACEMENT) if NUL in value else value
+    if isinstance(value, dict):
+        return {_replace_nul(key): _replace_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_replace_nul(item) for item in value]
+    return value
+
+
+def is_connectivity_error(exc: BaseException) -> bool:
+    """True when ``exc`` means the database cannot be reached or cannot take writes right now.
+
+    Looks through SQLAlchemy's wrapper (``.orig``) and explicit causes: OS-level socket errors
+    and timeouts, pool timeouts, connections SQLAlchemy found dead, SQLSTATEs of the
+    connection/resource/operator classes, and the usual driver messages for a lost server.
+    A value or type error anywhere in the chain (a value the driver cannot encode) is bad
+    data, never an outage: retrying it would block the batch forever.
+    """
+    chain = list(_chain(exc))
+    if any(isinstance(error, ValueError | TypeError) for error in chain):
+        return False
+    for error in chain:
+        if isinstance(error, OSError | sa.exc.TimeoutError | sa.exc.DisconnectionError):
+            return True
+        if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+            return True
+        sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        if isinstance(sqlstate, str):
+            if sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+                return True
+        elif _message_describes_connection(error):
+            message = str(error).lower()
+            if any(fragment in message for fragment in _UNAVAILABLE_MESSAGES):
+                return True
+    return False
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, the DBAPI error SQLAlchemy wrapped, and their explicit causes (no cycles).
+
+    ``__context__`` is not followed: an unrelated error handled earlier must not make a data
+    error look like an outage (the writer would then retry a bad batch forever).
+    """
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        error = pending.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        yield error
+        for linked in (getattr(error, "orig", None), error.__cause__):
+            if isinstance(linked, BaseException):
+                pending.append(linked)
+
+
+def _message_describes_connection(error: BaseException) -> bool:
+    """Whether ``error``'s message can be searched for signs of a lost connection.
+
+    Only a driver's own errors qualify, never SQLAlchemy's statement wrapper: its text holds
+    the parameters, i.e. logged bodies, which may well say "connection refused".
+    """
+    if isinstance(error, sa.exc.StatementError):
+        return False
+    if isinstance(error, sqlite3.Error):
+        return True
+    return type(error).__module__.startswith(("asyncpg", "sqlalchemy.dialects", "aiosqlite"))
+
+
+def _describe(exc: BaseException) -> str:
+    """The innermost driver error's class and first line (SQLAlchemy's text holds parameters)."""
+    root = exc
+    for error in _chain(exc):
+        root = error
+        if not isinstance(error, sa.exc.StatementError):
+            break
+    lines = str(root).strip().splitlines()
+    return f"{type(root).__name__}: {lines[0] if lines else 'no detail'}"
