@@ -1,7 +1,8 @@
 """The async engine: one place that knows each backend's connection settings.
 
 Plain URLs work (``postgresql://...``, ``sqlite:///path.db``); the async driver is picked by
-:func:`sidecar.settings.database_url`. JSON goes through orjson both ways.
+:func:`sidecar.settings.database_url`. JSON goes through orjson both ways (the standard library
+takes what orjson refuses).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ database refuses) propagates as it is, so the caller can fall back to row by row
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import operator
@@ -88,7 +89,8 @@ async def insert_requests(engine: AsyncEngine, rows: Sequence[LoggedRequest]) ->
             except Exception as exc:
                 if is_connectivity_error(exc) and not connection.invalidated:
                     # Do not hand a connection to a broken or read-only server back to the pool.
-                    await connection.invalidate()
+                    with contextlib.suppress(Exception):
+                        await connection.invalidate()
                 raise
     except Exception as exc:
         if is_connectivity_error(exc):
