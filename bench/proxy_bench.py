@@ -193,7 +193,7 @@ def fmt(value: float, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
-async def bench(seconds: float) -> list[str]:
+async def bench(seconds: float, only: str | None = None) -> list[str]:
     database = f"sidecar_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_PG, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{database}"')
@@ -209,6 +209,8 @@ async def bench(seconds: float) -> list[str]:
             logged = 0
             peak_rss = rss_mb(sidecar_fast.pid)
             for scenario in SCENARIOS:
+                if only and only not in scenario.name:
+                    continue
                 upstream, proxy = (
                     (slow, proxy_slow) if scenario.slow_upstream else (fast, proxy_fast)
                 )
@@ -264,9 +266,10 @@ def main() -> None:
     parser.add_argument(
         "--write", type=Path, help="replace the results section of this markdown file"
     )
+    parser.add_argument("--only", help="run only the scenarios whose name contains this text")
     args = parser.parse_args()
     print(HEADER, flush=True)
-    rows = uvloop.run(bench(args.seconds))
+    rows = uvloop.run(bench(args.seconds, args.only))
     if args.write:
         machine = (
             f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"

@@ -20,7 +20,7 @@ from sidecar.logqueue.spool import Spool
 from sidecar.logqueue.writer import LogPipeline, LogWriter
 from sidecar.metrics import SidecarMetrics
 from sidecar.proxy.app import ProxyApp
-from sidecar.proxy.catalog import ModelCatalog
+from sidecar.proxy.catalog import ModelCatalog, ModelIdentity
 from sidecar.proxy.upstream import UpstreamClient
 from sidecar.settings import Settings
 from sidecar.store.engine import create_engine
@@ -30,6 +30,7 @@ from sidecar.validators.compliance import Compliance
 logger = logging.getLogger("sidecar")
 
 LORA_CHANGE_PATHS = frozenset({"/v1/load_lora_adapter", "/v1/unload_lora_adapter"})
+FIRST_CATALOG_WAIT_S = 3.0
 
 
 class Sidecar:
@@ -63,10 +64,14 @@ class Sidecar:
         self.engine = create_engine(settings.database.url, pool_size=settings.database.pool_size)
         self.spool.open()
         await self.upstream.start()
+        # Know the adapters before the first row is written (bounded: the upstream may be down).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FIRST_CATALOG_WAIT_S):
+                await self.catalog.refresh(self.upstream)
         self.writer = LogWriter(
             self.spool,
             self.engine,
-            self.catalog.identify,
+            self._identify,
             settings,
             self.metrics,
             self.pipeline.wake,
@@ -118,6 +123,12 @@ class Sidecar:
         }
         self.metrics.upstream_up.set(1 if self.catalog.healthy else 0)
         return Readiness(all(value == "ok" for value in checks.values()), checks)
+
+    def _identify(self, model: str | None) -> ModelIdentity:
+        identity = self.catalog.identify(model)
+        if model is not None and identity.base_model is None:
+            self.catalog_wake.set()  # a name we have not seen: maybe an adapter loaded since
+        return identity
 
     def _after_rows(self, rows: Any) -> None:
         for row in rows:

@@ -66,6 +66,7 @@ async def run_sidecar(
             lifespan="off",
             server_header=False,
             date_header=False,
+            proxy_headers=False,
             timeout_keep_alive=75,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
             backlog=2048,

@@ -74,7 +74,8 @@ class SpoolSettings(_Section, frozen=True):
 
 
 class WriterSettings(_Section, frozen=True):
-    batch_size: int = 1000
+    batch_size: int = 500
+    linger_s: float = 0.05
     idle_poll_s: float = 0.2
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
@@ -130,6 +131,7 @@ _POSITIVE = {
     "spool.fsync_interval_s",
     "writer.batch_size",
     "writer.idle_poll_s",
+    "writer.linger_s",
     "writer.retry_initial_s",
     "writer.retry_max_s",
     "metrics.max_label_values",

@@ -30,6 +30,7 @@ from sidecar.store.writes import insert_requests
 logger = logging.getLogger("sidecar.writer")
 
 RowHook = Callable[[Sequence[LoggedRequest]], None]
+ROWS_PER_YIELD = 25
 
 
 class LogPipeline:
@@ -87,12 +88,16 @@ class LogWriter:
     async def run(self) -> None:
         """Write forever; cancel the task to stop (the current batch stays in the spool)."""
         idle_s = self.settings.writer.idle_poll_s
+        linger_s = self.settings.writer.linger_s
+        batch_size = self.settings.writer.batch_size
         while True:
             written = await self.write_once()
             if written == 0:
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), idle_s)
+            elif written < batch_size:
+                await asyncio.sleep(linger_s)  # let the next batch fill up
 
     async def drain(self, deadline_s: float) -> bool:
         """Write until the spool is empty or the deadline passes; True when empty."""
@@ -114,7 +119,7 @@ class LogWriter:
         self.metrics.spool_bytes.set(self.spool.pending_bytes)
         if not batch.records:
             return 0
-        rows = self._rows(batch.records)
+        rows = await self._rows(batch.records)
         await self._insert_with_retry(rows)
         # The checkpoint write fsyncs: keep it off the event loop the proxy runs on.
         await asyncio.get_running_loop().run_in_executor(None, self.spool.commit, batch.end)
@@ -131,16 +136,24 @@ class LogWriter:
                 logger.exception("row hook failed")
         return len(batch.records)
 
-    def _rows(self, records: list[bytes]) -> list[LoggedRequest]:
+    async def _rows(self, records: list[bytes]) -> list[LoggedRequest]:
+        """Build the rows, yielding to the event loop now and then so the proxy stays responsive."""
         policy = self.settings.request_log.bodies
         max_body = self.settings.request_log.max_body_bytes
         rows: list[LoggedRequest] = []
-        for record in records:
+        for count, record in enumerate(records, 1):
+            if count % ROWS_PER_YIELD == 0:
+                await asyncio.sleep(0)
             try:
                 exchange = self._decode(record)
-                rows.append(
-                    build_row(exchange, self.identify, body_policy=policy, max_body_bytes=max_body)
+                row = build_row(
+                    exchange,
+                    self.identify,
+                    body_policy=policy,
+                    max_body_bytes=max_body,
+                    check_schema=self.check_schema,
                 )
+                rows.append(row)
             except Exception:
                 logger.exception("dropping an unreadable log record (%d bytes)", len(record))
                 self.metrics.rows_lost.labels("corrupt").inc()

@@ -20,7 +20,7 @@ import orjson
 from sidecar.errors import UpstreamError
 from sidecar.metrics import SidecarMetrics
 from sidecar.proxy.capture import ClientKeyHasher, ExchangeSink, new_request_id
-from sidecar.proxy.headers import client_response_headers, header_value, upstream_request_headers
+from sidecar.proxy.headers import client_response_headers, upstream_request_headers
 from sidecar.proxy.responses import error_body, send_json
 from sidecar.proxy.sse import UsageChunkFilter, split_done
 from sidecar.proxy.upstream import UpstreamClient, UpstreamResponse
@@ -40,6 +40,7 @@ STREAM_USAGE_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 BODY_READ_TIMEOUT_S = 60.0
 WHOLE_BODY_LIMIT = 4 * 1024 * 1024  # larger non-stream responses are relayed chunk by chunk
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for "the client went away first"
+DISCONNECT_WATCH_AFTER_S = 0.01
 
 
 class StreamAborted(Exception):
@@ -96,6 +97,7 @@ class _Exchange:
     def __init__(self, proxy: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
         self.proxy = proxy
         self.scope = scope
+        self.header_map: dict[bytes, bytes] = dict(scope["headers"])  # lower-case names
         self.receive = receive
         self.send = send
         self.started = time.perf_counter()
@@ -125,7 +127,7 @@ class _Exchange:
     async def run(self) -> None:
         headers = self.scope["headers"]
         try:
-            self.request_body = await self._read_body(headers)
+            self.request_body = await self._read_body()
         except _RequestTooLarge:
             limit = self.proxy.max_body_bytes
             await self._fail(413, "BadRequestError", ErrorKind.REQUEST_TOO_LARGE,
@@ -139,10 +141,15 @@ class _Exchange:
         if self.client_gone:
             self._finish_cancelled()
             return
-        upstream_body = self._inspect_request(headers)
+        upstream_body = self._inspect_request()
         task = asyncio.current_task()
         assert task is not None
-        watcher = asyncio.ensure_future(self._watch_disconnect(task))
+        # Most exchanges end within a few ms; only longer ones pay for a disconnect watcher task.
+        watcher: list[asyncio.Future[None]] = []
+        start_watching = asyncio.get_running_loop().call_later(
+            DISCONNECT_WATCH_AFTER_S,
+            lambda: watcher.append(asyncio.ensure_future(self._watch_disconnect(task))),
+        )
         try:
             await self._forward(headers, upstream_body)
         except asyncio.CancelledError:
@@ -151,11 +158,13 @@ class _Exchange:
             task.uncancel()
             self._finish_cancelled()
         finally:
-            watcher.cancel()
+            start_watching.cancel()
+            for future in watcher:
+                future.cancel()
 
-    async def _read_body(self, headers: list[tuple[bytes, bytes]]) -> bytes:
+    async def _read_body(self) -> bytes:
         limit = self.proxy.max_body_bytes
-        declared = header_value(headers, b"content-length")
+        declared = self.header_map.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _RequestTooLarge
         message = await self.receive()
@@ -182,12 +191,12 @@ class _Exchange:
                 parts.append(chunk)
         return b"".join(parts)
 
-    def _inspect_request(self, headers: list[tuple[bytes, bytes]]) -> bytes:
+    def _inspect_request(self) -> bytes:
         """Learn the model; ask for stream usage when the client did not. Returns the body to send."""
         body = self.request_body
         if self.scope["method"] != "POST" or not body:
             return body
-        content_type = header_value(headers, b"content-type")
+        content_type = self.header_map.get(b"content-type")
         if content_type is None or not content_type.startswith(b"application/json"):
             return body
         try:
@@ -337,9 +346,9 @@ class _Exchange:
         self._submit()
 
     def _submit(self) -> None:
-        headers = self.scope["headers"]
-        content_type = header_value(headers, b"content-type")
-        client_request_id = header_value(headers, b"x-request-id")
+        header_map = self.header_map
+        content_type = header_map.get(b"content-type")
+        client_request_id = header_map.get(b"x-request-id")
         latency_ms = self.elapsed_ms()
         exchange = Exchange(
             id=self.id,
@@ -361,10 +370,10 @@ class _Exchange:
             error_kind=self.error_kind,
             error_message=self.error_message,
             cancelled=self.cancelled,
-            client_key_hash=self.proxy.hash_client_key(header_value(headers, b"authorization")),
+            client_key_hash=self.proxy.hash_client_key(header_map.get(b"authorization")),
             capture_truncated=self.capture_truncated,
             chunk_marks=tuple(self.chunk_marks),
-            schema_header=_text(header_value(headers, b"x-sidecar-schema")),
+            schema_header=_text(header_map.get(b"x-sidecar-schema")),
         )
         metrics = self.proxy.metrics
         model = metrics.model_label(self.model)

@@ -12,6 +12,7 @@ from sidecar.errors import UpstreamError
 from sidecar.proxy.upstream import UpstreamClient
 
 logger = logging.getLogger("sidecar.catalog")
+MIN_REFRESH_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +62,11 @@ class ModelCatalog:
         return True
 
     async def run(self, upstream: UpstreamClient, interval_s: float, wake: asyncio.Event) -> None:
-        """Refresh every ``interval_s``, or at once when ``wake`` is set (an adapter was loaded)."""
+        """Refresh every ``interval_s``, or soon when ``wake`` is set (an adapter was loaded, or
+        an unknown name was seen), but never more than once per ``MIN_REFRESH_INTERVAL_S``."""
         while True:
             await self.refresh(upstream)
+            await asyncio.sleep(min(MIN_REFRESH_INTERVAL_S, interval_s))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     wake.wait(), interval_s if self.healthy else min(interval_s, 2.0)

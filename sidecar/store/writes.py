@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import functools
 import operator
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -79,8 +80,10 @@ async def insert_requests(engine: AsyncEngine, rows: Sequence[LoggedRequest]) ->
         return 0
     if _FIELDS_WITHOUT_COLUMN:
         raise RuntimeError(f"requests has no column for {', '.join(_FIELDS_WITHOUT_COLUMN)}")
-    values = [_sanitized(row) for row in rows]
-    insert = _insert_postgres if engine.dialect.name == "postgresql" else _insert_sqlite
+    postgres = engine.dialect.name == "postgresql"
+    # Postgres bodies are serialized once, in _column_array, and cleaned there as text.
+    values = [_sanitized(row, json_fields=not postgres) for row in rows]
+    insert = _insert_postgres if postgres else _insert_sqlite
     try:
         async with engine.connect() as connection:
             try:
@@ -149,19 +152,31 @@ def _column_array(
 ) -> list[Any]:
     name = column.name
     if isinstance(column.type, sa.JSON):
-        return [None if row[name] is None else json_dumps(row[name]) for row in rows]
+        return [None if row[name] is None else _json_text(row[name]) for row in rows]
     if isinstance(column.type, UtcDateTime):
         return [column.type.process_bind_param(row[name], dialect) for row in rows]
     return [row[name] for row in rows]
 
 
-def _sanitized(row: LoggedRequest) -> dict[str, Any]:
+# A JSON escape for NUL that is not itself an escaped backslash followed by "u0000".
+_ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _json_text(value: JsonValue) -> str:
+    """Serialized JSON with every NUL (``\\u0000``) turned into U+FFFD."""
+    text = json_dumps(value)
+    if "\\u0000" in text:
+        text = _ESCAPED_NUL.sub(r"\1\\ufffd", text)
+    return text
+
+
+def _sanitized(row: LoggedRequest, *, json_fields: bool = True) -> dict[str, Any]:
     values = dict(zip(_FIELD_NAMES, _fields_of(row), strict=True))
     for name in _TEXT_FIELDS:
         value = values[name]
         if value is not None and NUL in value:
             values[name] = value.replace(NUL, REPLACEMENT)
-    for name in _JSON_FIELDS:
+    for name in _JSON_FIELDS if json_fields else ():
         value = values[name]
         if value is not None:
             values[name] = sanitize_json(value)

@@ -45,6 +45,19 @@ def _utf8(value: str) -> str:
     return value.encode("latin-1").decode("utf-8", "replace")
 
 
+def _output_knob(value: str) -> str:
+    """``x-fake-output``: the text itself, or ``json:"..."`` (a JSON string, for newlines)."""
+    text = _utf8(value)
+    if text.startswith("json:"):
+        try:
+            decoded = orjson.loads(text[5:])
+        except orjson.JSONDecodeError:
+            return text
+        if isinstance(decoded, str):
+            return decoded
+    return text
+
+
 def _knob_error(name: str, value: str) -> ApiError:
     return ApiError(400, f"invalid {name} header: {value!r}", "BadRequestError")
 
@@ -77,7 +90,7 @@ def read_knobs(headers: Mapping[str, str], config: FakeVllmConfig) -> Knobs | Ap
     return Knobs(
         latency_s=latency, chunk_delay_s=delay, reset_after_chunks=reset,
         status=int(status) if status is not None else None,
-        output=_utf8(output) if output is not None else None,
+        output=_output_knob(output) if output is not None else None,
         malformed_sse=headers.get("x-fake-malformed-sse", "0") not in ("", "0", "false"),
         tool_call=tool_call,
     )  # fmt: skip

@@ -1,0 +1,1 @@
+"""Named read-only reports over the store, for ``sidecar report`` and the admin API."""

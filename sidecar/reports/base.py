@@ -1,0 +1,86 @@
+"""Report plumbing: the window a report covers, its result table, the registry, a safe runner."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """``24h``, ``7d``, ``30m`` (ago) or an ISO date/time (UTC when no zone is given)."""
+    match = _DURATION.match(text.strip())
+    if match:
+        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(
+            f"{text!r} is neither a duration (30m, 24h, 7d, 2w) nor an ISO time (2026-11-01T00:00)"
+        ) from exc
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportWindow:
+    since: datetime
+    until: datetime
+    model: str | None = None
+    adapter: str | None = None
+    group_by: str | None = None  # "hour" or "day" for reports that bucket by time
+
+
+@dataclass(frozen=True, slots=True)
+class ReportTable:
+    title: str
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    notes: list[str] = field(default_factory=list)
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+ReportQuery = Callable[[AsyncConnection, ReportWindow], Awaitable[ReportTable]]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    name: str
+    description: str
+    query: ReportQuery
+
+
+REPORTS: dict[str, Report] = {}
+
+
+def register(name: str, description: str) -> Callable[[ReportQuery], ReportQuery]:
+    """Register a report under ``name`` (built-ins use this too)."""
+
+    def decorate(query: ReportQuery) -> ReportQuery:
+        REPORTS[name] = Report(name, description, query)
+        return query
+
+    return decorate
+
+
+async def run_report(
+    engine: AsyncEngine, name: str, window: ReportWindow, *, timeout_s: float
+) -> ReportTable:
+    """Run a report in a read-only transaction with a statement timeout (Postgres)."""
+    report = REPORTS[name]
+    async with engine.connect() as connection, connection.begin():
+        if connection.dialect.name == "postgresql":
+            await connection.execute(sa.text("SET TRANSACTION READ ONLY"))
+            await connection.execute(
+                sa.text(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+            )
+        return await report.query(connection, window)

@@ -1,0 +1,7 @@
+"""Import the built-in reports so they register themselves."""
+
+from __future__ import annotations
+
+
+def load_reports() -> None:
+    from sidecar.reports import compliance  # noqa: F401
