@@ -14,11 +14,11 @@ from http import HTTPStatus
 
 import orjson
 
-from sidecar.testing.fake_vllm_bodies import ApiError, ChoiceOutput, ToolCallOutput
-from sidecar.testing.fake_vllm_config import FakeVllmConfig
-from sidecar.testing.fake_vllm_requests import GenerationRequest
-from sidecar.testing.fake_vllm_schema import sample_json
-from sidecar.testing.fake_vllm_text import cut_at_stop, gibberish, split_tokens
+from sidecar.testing.fake_vllm.bodies import ApiError, ChoiceOutput, ToolCallOutput
+from sidecar.testing.fake_vllm.config import FakeVllmConfig
+from sidecar.testing.fake_vllm.requests import GenerationRequest
+from sidecar.testing.fake_vllm.schema import sample_json
+from sidecar.testing.fake_vllm.text import cut_at_stop, gibberish, split_tokens
 
 
 @dataclass(frozen=True, slots=True)
