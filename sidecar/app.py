@@ -16,16 +16,19 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.admin import Readiness, create_admin_app
+from sidecar.errors import ConfigError
 from sidecar.logqueue.spool import Spool
 from sidecar.logqueue.writer import LogPipeline, LogWriter
 from sidecar.metrics import SidecarMetrics
 from sidecar.proxy.app import ProxyApp
 from sidecar.proxy.catalog import ModelCatalog, ModelIdentity
 from sidecar.proxy.upstream import UpstreamClient
+from sidecar.records import SchemaVerdict
 from sidecar.settings import Settings
 from sidecar.store.engine import create_engine
 from sidecar.store.migrate import upgrade_async
 from sidecar.validators.compliance import Compliance
+from sidecar.validators.selection import Exchanged
 
 logger = logging.getLogger("sidecar")
 
@@ -42,7 +45,7 @@ class Sidecar:
         self.upstream = UpstreamClient(settings.upstream)
         self.catalog = ModelCatalog()
         self.catalog_wake = asyncio.Event()
-        self.compliance = Compliance(settings.compliance)
+        self.compliance = Compliance(settings.compliance)  # an invalid schema stops the start
         spool = settings.spool
         self.spool = Spool(
             spool.dir,
@@ -76,7 +79,7 @@ class Sidecar:
             self.metrics,
             self.pipeline.wake,
             on_rows=self._after_rows,
-            check_schema=self.compliance.check,
+            check_schema=self._check_schema,
         )
         self._tasks = [
             asyncio.create_task(self.writer.run(), name="log-writer"),
@@ -123,6 +126,19 @@ class Sidecar:
         }
         self.metrics.upstream_up.set(1 if self.catalog.healthy else 0)
         return Readiness(all(value == "ok" for value in checks.values()), checks)
+
+    def reload_schemas(self) -> bool:
+        """Recompile the schema directory (SIGHUP); a broken file keeps the previous schemas."""
+        try:
+            self.compliance = Compliance(self.settings.compliance)
+        except ConfigError as exc:
+            logger.error("schemas not reloaded, keeping the previous ones: %s", exc)
+            return False
+        logger.info("schemas reloaded: %s", ", ".join(self.compliance.registry.names()) or "none")
+        return True
+
+    def _check_schema(self, exchanged: Exchanged) -> SchemaVerdict | None:
+        return self.compliance.check(exchanged)
 
     def _identify(self, model: str | None) -> ModelIdentity:
         identity = self.catalog.identify(model)

@@ -83,17 +83,27 @@ def serve(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    _run(run_sidecar(settings))
+    try:
+        _run(run_sidecar(settings))
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from exc
 
 
 @main.command("check-config", context_settings=CONTEXT)
 @config_option
 def check_config(config_path: str | None) -> None:
     """Validate the configuration; exit 0, or name the bad key and the fix."""
+    from sidecar.validators.compliance import Compliance
+
     settings = _settings(config_path)
+    try:
+        schemas = Compliance(settings.compliance).registry.names()
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from exc
     click.echo(
         f"configuration OK: upstream {settings.upstream.url}, proxy :{settings.proxy.port}, "
-        f"admin :{settings.admin.port}, database {settings.database.url}"
+        f"admin :{settings.admin.port}, database {settings.database.url}, "
+        f"schemas: {', '.join(schemas) or 'none'}"
     )
 
 

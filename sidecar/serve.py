@@ -78,6 +78,7 @@ async def run_sidecar(
     if install_signal_handlers:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, sidecar.reload_schemas)
     servers = [
         asyncio.create_task(proxy_server.serve(sockets=[proxy_sock]), name="proxy-server"),
         asyncio.create_task(admin_server.serve(sockets=[admin_sock]), name="admin-server"),
@@ -104,7 +105,7 @@ async def run_sidecar(
         await asyncio.gather(*servers, return_exceptions=True)
         await sidecar.stop()
         if install_signal_handlers:
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from sidecar.errors import ConfigError
 from sidecar.records import SchemaVerdict
 from sidecar.settings import ComplianceSettings
 from sidecar.validators.registry import SchemaRegistry
@@ -29,8 +30,6 @@ class Compliance:
         self.enabled = settings.enabled
         missing = sorted({rule.schema for rule in self.rules} - set(self.registry.names()))
         if missing:
-            from sidecar.errors import ConfigError
-
             raise ConfigError(
                 f"compliance.rules: schema {missing[0]!r} is not in {directory} "
                 f"(known: {', '.join(self.registry.names()) or 'none'})"

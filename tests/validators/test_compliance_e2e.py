@@ -135,3 +135,30 @@ def test_report_compliance_and_metrics(
         'sidecar_schema_validations_total{model="support",result="valid",schema="support_triage"} 3.0'
         in metrics
     )
+
+
+def test_schemas_reload_on_demand_and_a_broken_file_keeps_the_old_ones(
+    upstream: RunningServer, database_url: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "schemas"
+    folder.mkdir()
+    settings = sidecar_settings(upstream.url, database_url, tmp_path / "spool",
+                                compliance={"schemas_dir": str(folder)})  # fmt: skip
+    running = start_sidecar(settings)
+    try:
+        (folder / "flag.json").write_text('{"type": "boolean"}')
+        assert running.call(_reload(running))
+        ask(running, "true", model="tiny", extra_headers={"x-sidecar-schema": "flag"})
+        (folder / "broken.json").write_text('{"type": 7}')
+        assert not running.call(_reload(running))
+        ask(running, "3", model="tiny", extra_headers={"x-sidecar-schema": "flag"})
+    finally:
+        running.stop()
+    rows = wait_for_rows(database_url, 2)
+    assert [(row["schema_name"], row["schema_verdict"]) for row in rows] == [
+        ("flag", "valid"), ("flag", "invalid"),
+    ]  # fmt: skip
+
+
+async def _reload(running: RunningSidecar) -> bool:
+    return running.sidecar.reload_schemas()

@@ -102,3 +102,46 @@ def test_verdict_agrees_with_a_direct_jsonschema_call(document: dict[str, Any]) 
     ).is_valid(document)
     result = verdict_of(orjson.dumps(document).decode())
     assert (result.verdict == Verdict.VALID) is expected_valid
+
+
+CLINICAL = REGISTRY.get("clinical_extraction")
+REVIEW = REGISTRY.get("code_review")
+
+
+def test_clinical_extraction_good_and_bad_notes() -> None:
+    good = {"patient_age": 67, "encounter_date": "2026-03-14",
+            "diagnoses": [{"name": "Type 2 diabetes mellitus", "icd10": "E11.9", "status": "active"}],
+            "medications": [{"name": "metformin", "dose": {"amount": 500, "unit": "mg"},
+                             "frequency": "twice daily", "route": "oral"}],
+            "allergies": ["penicillin"]}  # fmt: skip
+    assert verdict_of(orjson.dumps(good).decode(), validator=CLINICAL).verdict == Verdict.VALID
+    bad = {**good, "encounter_date": "14/03/2026",
+           "medications": [{"name": "metformin", "dose": {"amount": 500, "unit": "tablets"},
+                            "frequency": "twice daily"}]}  # fmt: skip
+    result = verdict_of(orjson.dumps(bad).decode(), validator=CLINICAL)
+    assert result.verdict == Verdict.INVALID
+    assert {issue.path for issue in result.errors} == {
+        "/encounter_date",
+        "/medications/0/dose/unit",
+    }
+
+
+def test_code_review_good_and_bad_comment_lists() -> None:
+    good = {"verdict": "request_changes", "comments": [
+        {"file": "app/db.py", "line": 42, "severity": "major",
+         "message": "This query runs once per row; batch it.", "suggestion": "use executemany"}]}  # fmt: skip
+    assert verdict_of(orjson.dumps(good).decode(), validator=REVIEW).verdict == Verdict.VALID
+    bad = {"verdict": "lgtm", "comments": [{"file": "app/db.py", "line": 0, "severity": "major"}]}
+    result = verdict_of(orjson.dumps(bad).decode(), validator=REVIEW)
+    assert result.verdict == Verdict.INVALID
+    assert {issue.path for issue in result.errors} == {
+        "/verdict",
+        "/comments/0",
+        "/comments/0/line",
+    }
+
+
+def test_output_that_was_not_utf8_gets_a_verdict() -> None:
+    text = b'{"category": "\xff\xfe"}'.decode("utf-8", errors="replace")
+    assert verdict_of(text).verdict == Verdict.INVALID
+    assert verdict_of("\udcff").verdict == Verdict.UNPARSEABLE
