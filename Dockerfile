@@ -5,6 +5,8 @@ WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY sidecar ./sidecar
 COPY migrations ./migrations
+COPY schemas ./schemas
+COPY deploy/sidecar.yaml /etc/sidecar/sidecar.yaml
 RUN pip install -c constraints.txt -e . \
     && useradd --system --home /var/lib/sidecar sidecar \
     && mkdir -p /var/lib/sidecar/spool && chown -R sidecar /var/lib/sidecar

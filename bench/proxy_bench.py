@@ -1,6 +1,7 @@
 """Proxy overhead benchmark: the same load sent directly to a fake vLLM and through the sidecar.
 
-Both run as separate processes on this machine; the load generator is this
+Every response is a ~1 kB JSON document that the sidecar validates against
+``schemas/code_review.json`` in its log writer. Both run as separate processes on this machine; the load generator is this
 process (aiohttp on uvloop). Every scenario runs direct and proxied back to
 back in one run, so the ratios compare like with like. Logging goes to a
 throwaway Postgres database, and each proxied scenario waits until every
@@ -25,12 +26,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import orjson
 import psycopg
 import uvloop
 import yaml
 
 ADMIN_PG = os.environ.get("SIDECAR_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
+# A realistic ~1 kB structured answer; the sidecar validates every one against
+# schemas/code_review.json (streams stop after 18 tokens, so theirs are "truncated").
+REVIEW = {
+    "verdict": "request_changes",
+    "comments": [
+        {"file": f"service/handlers/orders_{n}.py", "line": 10 + n, "severity": "minor",
+         "message": "This loop issues one query per item; fetch them in a single query instead."}
+        for n in range(6)
+    ],
+}  # fmt: skip
+OUTPUT_HEADER = "json:" + orjson.dumps(orjson.dumps(REVIEW).decode()).decode()
+SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas"
 
 
 @dataclass(frozen=True)
@@ -94,8 +108,8 @@ def rss_mb(pid: int) -> float:
 
 
 async def run_load(url: str, scenario: Scenario, seconds: float) -> Result:
-    body = {**CHAT, "max_tokens": 18 if scenario.stream else 16, "stream": scenario.stream}
-    headers = {"content-type": "application/json"}
+    body = {**CHAT, "max_tokens": 18 if scenario.stream else 400, "stream": scenario.stream}
+    headers = {"content-type": "application/json", "x-fake-output": OUTPUT_HEADER}
     latencies: list[float] = []
     first_events: list[float] = []
     errors = 0
@@ -154,6 +168,7 @@ class Processes:
             "admin": {"port": admin},
             "database": {"url": self.database_url},
             "spool": {"dir": str(self.workdir / f"spool-{port}")},
+            "compliance": {"schemas_dir": str(SCHEMAS_DIR), "rules": [{"schema": "code_review"}]},
             "log_level": "warning",
         }))  # fmt: skip
         process = subprocess.Popen(
@@ -176,6 +191,14 @@ def logged_rows(database_url: str) -> int:
     with psycopg.connect(database_url) as connection:
         row = connection.execute("SELECT count(*) FROM requests").fetchone()
         return int(row[0]) if row else 0
+
+
+def verdicts(database_url: str) -> dict[str, int]:
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute(
+            "SELECT coalesce(schema_verdict, 'none'), count(*) FROM requests GROUP BY 1"
+        ).fetchall()
+    return {str(verdict): int(count) for verdict, count in rows}
 
 
 def wait_logged(database_url: str, expected: int, timeout_s: float = 120) -> float:
@@ -240,8 +263,15 @@ async def bench(seconds: float, only: str | None = None) -> list[str]:
                     f"{direct.errors + proxied.errors} |"
                 )
                 print(rows[-1], flush=True)
+                if direct.errors or proxied.errors:
+                    raise RuntimeError(
+                        f"{scenario.name}: requests failed; the numbers are not valid"
+                    )
             rows.append("")
-            rows.append(f"Every proxied request was logged: {logged} rows in Postgres at the end.")
+            rows.append(
+                f"Every proxied request was logged: {logged} rows in Postgres at the end, "
+                f"schema verdicts {verdicts(database_url)}."
+            )
             rows.append(
                 f"Sidecar resident memory (fast upstream), peak sampled: {fmt(peak_rss, 0)} MiB."
             )

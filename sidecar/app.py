@@ -27,8 +27,8 @@ from sidecar.records import SchemaVerdict
 from sidecar.settings import Settings
 from sidecar.store.engine import create_engine
 from sidecar.store.migrate import upgrade_async
-from sidecar.validators.compliance import Compliance
 from sidecar.validators.selection import Exchanged
+from sidecar.validators.workers import SchemaChecks
 
 logger = logging.getLogger("sidecar")
 
@@ -45,7 +45,7 @@ class Sidecar:
         self.upstream = UpstreamClient(settings.upstream)
         self.catalog = ModelCatalog()
         self.catalog_wake = asyncio.Event()
-        self.compliance = Compliance(settings.compliance)  # an invalid schema stops the start
+        self.schema_checks = SchemaChecks(settings.compliance)  # a bad schema stops the start
         spool = settings.spool
         self.spool = Spool(
             spool.dir,
@@ -79,7 +79,7 @@ class Sidecar:
             self.metrics,
             self.pipeline.wake,
             on_rows=self._after_rows,
-            check_schema=self._check_schema,
+            check_schemas=self._check_schemas,
         )
         self._tasks = [
             asyncio.create_task(self.writer.run(), name="log-writer"),
@@ -110,6 +110,7 @@ class Sidecar:
                     self.spool.pending_bytes,
                 )
         self.spool.close()
+        self.schema_checks.close()
         await self.upstream.close()
         if self.engine is not None:
             await self.engine.dispose()
@@ -130,15 +131,18 @@ class Sidecar:
     def reload_schemas(self) -> bool:
         """Recompile the schema directory (SIGHUP); a broken file keeps the previous schemas."""
         try:
-            self.compliance = Compliance(self.settings.compliance)
+            fresh = SchemaChecks(self.settings.compliance)
         except ConfigError as exc:
             logger.error("schemas not reloaded, keeping the previous ones: %s", exc)
             return False
-        logger.info("schemas reloaded: %s", ", ".join(self.compliance.registry.names()) or "none")
+        self.schema_checks.close()
+        self.schema_checks = fresh
+        names = fresh.compliance.registry.names()
+        logger.info("schemas reloaded: %s", ", ".join(names) or "none")
         return True
 
-    def _check_schema(self, exchanged: Exchanged) -> SchemaVerdict | None:
-        return self.compliance.check(exchanged)
+    async def _check_schemas(self, targets: list[Exchanged]) -> list[SchemaVerdict | None]:
+        return await self.schema_checks(targets)
 
     def _identify(self, model: str | None) -> ModelIdentity:
         identity = self.catalog.identify(model)

@@ -93,6 +93,7 @@ class ComplianceSettings(_Section, frozen=True):
     enabled: bool = True
     schemas_dir: str = "schemas"
     allow_fenced: bool = True
+    workers: int = 1
     rules: list[SchemaRuleSettings] = msgspec.field(default_factory=list)
 
 
@@ -155,6 +156,8 @@ def _check_values(settings: Settings) -> None:
         raise ConfigError(
             f"upstream.url: must start with http:// or https://, got {settings.upstream.url!r}"
         )
+    if settings.compliance.workers < 0:
+        raise ConfigError("compliance.workers: must be 0 (check in-process) or more")
     if settings.spool.segment_bytes > settings.spool.max_bytes:
         raise ConfigError("spool.segment_bytes: must not exceed spool.max_bytes")
     database_url(settings.database.url)  # raises ConfigError on an unsupported scheme

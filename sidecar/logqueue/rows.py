@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +53,32 @@ def build_row(
     max_body_bytes: int,
     check_schema: CheckSchema | None = None,
 ) -> LoggedRequest:
+    """The row for ``exchange``, with its schema verdict when ``check_schema`` is given."""
+    row, target = prepare_row(
+        exchange, identify, body_policy=body_policy, max_body_bytes=max_body_bytes
+    )
+    if check_schema is None or target is None:
+        return row
+    return with_verdict(row, check_schema(target))
+
+
+def with_verdict(row: LoggedRequest, verdict: SchemaVerdict | None) -> LoggedRequest:
+    if verdict is None:
+        return row
+    return dataclasses.replace(
+        row,
+        schema_name=verdict.schema_name,
+        schema_verdict=verdict.verdict,
+        schema_error_count=verdict.error_count,
+        schema_errors=[{"path": issue.path, "message": issue.message} for issue in verdict.errors],
+    )
+
+
+def prepare_row(
+    exchange: Exchange, identify: IdentifyModel, *, body_policy: str, max_body_bytes: int
+) -> tuple[LoggedRequest, Exchanged | None]:
+    """The row without a verdict, and what a schema check needs (the bodies before the body
+    policy; None for non-2xx answers, which are not checked)."""
     request = parse_body(exchange.request_body, exchange.request_content_type)
     requested_model = request.get("model") if isinstance(request, dict) else None
     ttft_ms: float | None = None
@@ -79,20 +106,18 @@ def build_row(
     identity = identify(model)
     usage = usage if isinstance(usage, dict) else {}
     completion_id = response.get("id") if isinstance(response, dict) else None
-    verdict = None
-    if check_schema is not None and 200 <= exchange.status < 300:
-        verdict = check_schema(
-            Exchanged(
-                exchange.path,
-                model,
-                identity.adapter,
-                request,
-                response,
-                finish_reason if isinstance(finish_reason, str) else None,
-                exchange.schema_header,
-            )
+    target = None
+    if 200 <= exchange.status < 300:
+        target = Exchanged(
+            exchange.path,
+            model,
+            identity.adapter,
+            request,
+            response,
+            finish_reason if isinstance(finish_reason, str) else None,
+            exchange.schema_header,
         )
-    return LoggedRequest(
+    row = LoggedRequest(
         id=exchange.id,
         client_request_id=exchange.client_request_id,
         completion_id=completion_id if isinstance(completion_id, str) else None,
@@ -121,10 +146,5 @@ def build_row(
         cancelled=exchange.cancelled,
         client_key_hash=exchange.client_key_hash,
         body_policy=body_policy,
-        schema_name=verdict.schema_name if verdict else None,
-        schema_verdict=verdict.verdict if verdict else None,
-        schema_error_count=verdict.error_count if verdict else None,
-        schema_errors=[{"path": i.path, "message": i.message} for i in verdict.errors]
-        if verdict
-        else None,
     )
+    return row, target

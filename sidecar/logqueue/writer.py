@@ -14,22 +14,24 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.errors import StoreUnavailable
-from sidecar.logqueue.rows import CheckSchema, IdentifyModel, build_row
+from sidecar.logqueue.rows import IdentifyModel, prepare_row, with_verdict
 from sidecar.logqueue.spool import Spool
 from sidecar.metrics import SidecarMetrics
-from sidecar.records import Exchange, LoggedRequest
+from sidecar.records import Exchange, LoggedRequest, SchemaVerdict
 from sidecar.settings import Settings
 from sidecar.store.writes import insert_requests
+from sidecar.validators.selection import Exchanged
 
 logger = logging.getLogger("sidecar.writer")
 
 RowHook = Callable[[Sequence[LoggedRequest]], None]
+CheckSchemas = Callable[[list[Exchanged]], Awaitable[list[SchemaVerdict | None]]]
 ROWS_PER_YIELD = 25
 
 
@@ -70,7 +72,7 @@ class LogWriter:
         metrics: SidecarMetrics,
         wake: asyncio.Event,
         on_rows: RowHook | None = None,
-        check_schema: CheckSchema | None = None,
+        check_schemas: CheckSchemas | None = None,
     ) -> None:
         self.spool = spool
         self.engine = engine
@@ -79,7 +81,7 @@ class LogWriter:
         self.metrics = metrics
         self.wake = wake
         self.on_rows = on_rows
-        self.check_schema = check_schema
+        self.check_schemas = check_schemas
         self._decode = msgspec.msgpack.Decoder(Exchange).decode
         self.healthy = True
         self.last_error: str | None = None
@@ -141,22 +143,32 @@ class LogWriter:
         policy = self.settings.request_log.bodies
         max_body = self.settings.request_log.max_body_bytes
         rows: list[LoggedRequest] = []
+        targets: list[Exchanged] = []
+        checked: list[int] = []
         for count, record in enumerate(records, 1):
             if count % ROWS_PER_YIELD == 0:
                 await asyncio.sleep(0)
             try:
                 exchange = self._decode(record)
-                row = build_row(
-                    exchange,
-                    self.identify,
-                    body_policy=policy,
-                    max_body_bytes=max_body,
-                    check_schema=self.check_schema,
+                row, target = prepare_row(
+                    exchange, self.identify, body_policy=policy, max_body_bytes=max_body
                 )
-                rows.append(row)
             except Exception:
                 logger.exception("dropping an unreadable log record (%d bytes)", len(record))
                 self.metrics.rows_lost.labels("corrupt").inc()
+                continue
+            if target is not None:
+                checked.append(len(rows))
+                targets.append(target)
+            rows.append(row)
+        if self.check_schemas is not None and targets:
+            try:
+                verdicts = await self.check_schemas(targets)
+            except Exception:  # a checker bug must not stop the log
+                logger.exception("schema checks failed for a batch of %d rows", len(targets))
+            else:
+                for index, verdict in zip(checked, verdicts, strict=True):
+                    rows[index] = with_verdict(rows[index], verdict)
         return rows
 
     async def _insert_with_retry(self, rows: list[LoggedRequest]) -> None:

@@ -9,7 +9,7 @@ from sidecar.errors import ConfigError
 from sidecar.records import SchemaVerdict
 from sidecar.settings import ComplianceSettings
 from sidecar.validators.registry import SchemaRegistry
-from sidecar.validators.selection import Exchanged, SchemaRule, check
+from sidecar.validators.selection import Exchanged, SchemaRule, applies, check
 
 logger = logging.getLogger("sidecar.compliance")
 
@@ -34,6 +34,9 @@ class Compliance:
                 f"compliance.rules: schema {missing[0]!r} is not in {directory} "
                 f"(known: {', '.join(self.registry.names()) or 'none'})"
             )
+
+    def applies(self, exchanged: Exchanged) -> bool:
+        return applies(exchanged, self.rules)
 
     def check(self, exchanged: Exchanged) -> SchemaVerdict | None:
         if not self.enabled:

@@ -89,6 +89,18 @@ def _outputs(response: Any) -> tuple[str | None, list[dict[str, Any]]]:
     return (text if isinstance(text, str) else None), []
 
 
+def applies(exchanged: Exchanged, rules: Sequence[SchemaRule]) -> bool:
+    """Cheap pre-check: could :func:`check` find a schema for this exchange?"""
+    if exchanged.response is None or not exchanged.path.endswith("completions"):
+        return False
+    if exchanged.schema_header is not None:
+        return True
+    request = exchanged.request if isinstance(exchanged.request, dict) else {}
+    if _request_schema(request) is not None or request.get("tools"):
+        return True
+    return any(rule.matches(exchanged.model, exchanged.adapter, exchanged.path) for rule in rules)
+
+
 def check(
     exchanged: Exchanged,
     registry: SchemaRegistry,
