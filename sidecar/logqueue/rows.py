@@ -16,7 +16,6 @@ from sidecar.records import Exchange, JsonValue, LoggedRequest, SchemaVerdict
 from sidecar.validators.selection import Exchanged
 
 IdentifyModel = Callable[[str | None], ModelIdentity]
-CheckSchema = Callable[[Exchanged], SchemaVerdict | None]
 
 
 def parse_body(raw: bytes, content_type: str | None) -> JsonValue:
@@ -46,20 +45,11 @@ def _int(value: Any) -> int | None:
 
 
 def build_row(
-    exchange: Exchange,
-    identify: IdentifyModel,
-    *,
-    body_policy: str,
-    max_body_bytes: int,
-    check_schema: CheckSchema | None = None,
+    exchange: Exchange, identify: IdentifyModel, *, body_policy: str, max_body_bytes: int
 ) -> LoggedRequest:
-    """The row for ``exchange``, with its schema verdict when ``check_schema`` is given."""
-    row, target = prepare_row(
-        exchange, identify, body_policy=body_policy, max_body_bytes=max_body_bytes
-    )
-    if check_schema is None or target is None:
-        return row
-    return with_verdict(row, check_schema(target))
+    """The row for ``exchange`` without a schema verdict (see :func:`prepare_row`)."""
+    row, _ = prepare_row(exchange, identify, body_policy=body_policy, max_body_bytes=max_body_bytes)
+    return row
 
 
 def with_verdict(row: LoggedRequest, verdict: SchemaVerdict | None) -> LoggedRequest:

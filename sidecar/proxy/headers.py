@@ -65,11 +65,3 @@ def client_response_headers(
     ]
     relayed.append((b"x-request-id", request_id))
     return relayed
-
-
-def header_value(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    """The first value of a (lower-case) header, or None."""
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
