@@ -10,17 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.admin import Readiness, create_admin_app
 from sidecar.errors import ConfigError
+from sidecar.feedback.api import create_feedback_app
 from sidecar.logqueue.spool import Spool
 from sidecar.logqueue.writer import LogPipeline, LogWriter
 from sidecar.metrics import SidecarMetrics
-from sidecar.proxy.app import ProxyApp
+from sidecar.proxy.app import ASGIApp, ProxyApp
 from sidecar.proxy.catalog import ModelCatalog, ModelIdentity
 from sidecar.proxy.upstream import UpstreamClient
 from sidecar.records import SchemaVerdict
@@ -54,7 +55,16 @@ class Sidecar:
             fsync=spool.fsync,
         )
         self.pipeline = LogPipeline(self.spool, self.metrics)
-        self.proxy_app = ProxyApp(settings, self.upstream, self.pipeline, self.metrics)
+        feedback_app = create_feedback_app(
+            lambda: self.engine, self.metrics, self.spool.has_pending
+        )
+        self.proxy_app = ProxyApp(
+            settings,
+            self.upstream,
+            self.pipeline,
+            self.metrics,
+            sidecar_app=cast(ASGIApp, feedback_app),
+        )
         self.admin_app = create_admin_app(self.metrics, self.readiness, token=settings.admin.token)
         self.engine: AsyncEngine | None = None
         self.writer: LogWriter | None = None

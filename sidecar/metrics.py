@@ -80,6 +80,11 @@ class SidecarMetrics:
             "(valid, invalid, unparseable, truncated, schema_error).",
             ["schema", "model", "result"], registry=r,
         )  # fmt: skip
+        self.feedback = Counter(
+            "sidecar_feedback",
+            "End-user feedback received, by rating (up, down, 1-5).",
+            ["rating"], registry=r,
+        )  # fmt: skip
         self.in_flight = Gauge(
             "sidecar_in_flight_requests", "Requests being proxied right now.", registry=r
         )

@@ -125,3 +125,18 @@ class LoggedRequest:
     def as_row(self) -> dict[str, Any]:
         """Column name -> value, for the store's insert."""
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """One user's rating of one response (the ``feedback`` table)."""
+
+    request_id: str
+    user_id: str
+    rating: str  # "up", "down" or "1".."5", as given
+    score: int  # 1-5 (up = 5, down = 1)
+    satisfied: bool  # up, or a score of 4 or 5
+    escalated: bool
+    comment: str | None
+    created_at: datetime
+    updated_at: datetime

@@ -168,5 +168,48 @@ class RequestRow(Base):
     )
 
 
+class FeedbackRow(Base):
+    """What an end user thought of one response (POST /sidecar/v1/feedback)."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        sa.UniqueConstraint("request_id", "user_id", name="uq_feedback_request_id_user_id"),
+        sa.Index("ix_feedback_created_at", "created_at"),
+        {"comment": "End-user feedback on responses: POST /sidecar/v1/feedback."},
+    )
+
+    id: Mapped[int] = mapped_column(
+        sa.Integer, primary_key=True, autoincrement=True, comment="Row id."
+    )
+    request_id: Mapped[str] = mapped_column(
+        sa.String(32),
+        sa.ForeignKey("requests.id", ondelete="CASCADE", name="fk_feedback_request_id_requests"),
+        comment="The requests.id the feedback is about.",
+    )
+    user_id: Mapped[str] = mapped_column(
+        sa.String(200),
+        server_default="",
+        comment="Who gave it (empty when anonymous); one row per request and user.",
+    )
+    rating: Mapped[str] = mapped_column(sa.String(8), comment="As given: up, down, or 1-5.")
+    score: Mapped[int] = mapped_column(
+        sa.Integer, comment="The rating on a 1-5 scale (up = 5, down = 1)."
+    )
+    satisfied: Mapped[bool] = mapped_column(
+        sa.Boolean, comment="up, or a score of 4 or 5: what the satisfaction rate counts."
+    )
+    escalated: Mapped[bool] = mapped_column(
+        sa.Boolean, server_default=sa.false(), comment="The user escalated to a human."
+    )
+    comment: Mapped[str | None] = mapped_column(sa.Text, comment="Free text from the user.")
+    created_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, comment="First time this user rated this request."
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, comment="Last change (a repeated post updates the row)."
+    )
+
+
 metadata = Base.metadata
+feedback_table: sa.Table = FeedbackRow.__table__  # type: ignore[assignment]
 requests_table: sa.Table = RequestRow.__table__  # type: ignore[assignment]

@@ -1,0 +1,96 @@
+"""Feedback rows: find the request a client refers to, upsert one row per (request, user)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sidecar.errors import StoreUnavailable
+from sidecar.records import Feedback
+from sidecar.store.models import feedback_table, requests_table
+from sidecar.store.writes import is_connectivity_error
+
+P = ParamSpec("P")
+T = TypeVar("T")
+_UPDATED = ("rating", "score", "satisfied", "escalated", "comment", "updated_at")
+
+
+def _translated(function: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Raise StoreUnavailable (from the original) when the database cannot be reached."""
+
+    @functools.wraps(function)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await function(*args, **kwargs)
+        except Exception as exc:
+            if is_connectivity_error(exc):
+                raise StoreUnavailable(f"database unreachable: {exc}") from exc
+            raise
+
+    return wrapper
+
+
+@_translated
+async def find_request_id(engine: AsyncEngine, any_id: str) -> str | None:
+    """The ``requests.id`` for our id (X-Request-Id) or the completion's ``id``."""
+    table = requests_table
+    query = sa.select(table.c.id).where(
+        sa.or_(table.c.id == any_id, table.c.completion_id == any_id)
+    )
+    async with engine.connect() as connection:
+        return (await connection.execute(query.limit(1))).scalar_one_or_none()
+
+
+@_translated
+async def upsert_feedback(engine: AsyncEngine, feedback: Feedback) -> tuple[Feedback, bool]:
+    """Insert, or update this user's earlier feedback on the request. Returns (row, created)."""
+    values = _values(feedback)
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(feedback_table).values(values)
+    statement = insert.on_conflict_do_update(
+        index_elements=["request_id", "user_id"],
+        set_={name: insert.excluded[name] for name in _UPDATED},
+    ).returning(*feedback_table.c)
+    async with engine.begin() as connection:
+        row = (await connection.execute(statement)).one()
+    stored = _feedback(row._mapping)
+    return stored, stored.created_at == stored.updated_at
+
+
+@_translated
+async def list_feedback(engine: AsyncEngine, request_id: str) -> list[Feedback]:
+    query = (
+        sa.select(feedback_table)
+        .where(feedback_table.c.request_id == request_id)
+        .order_by(feedback_table.c.created_at, feedback_table.c.id)
+    )
+    async with engine.connect() as connection:
+        return [_feedback(row._mapping) for row in await connection.execute(query)]
+
+
+def _values(feedback: Feedback) -> dict[str, Any]:
+    return {
+        "request_id": feedback.request_id, "user_id": feedback.user_id, "rating": feedback.rating,
+        "score": feedback.score, "satisfied": feedback.satisfied, "escalated": feedback.escalated,
+        "comment": feedback.comment, "created_at": feedback.created_at,
+        "updated_at": feedback.updated_at,
+    }  # fmt: skip
+
+
+def _feedback(row: Any) -> Feedback:
+    return Feedback(
+        request_id=row["request_id"], user_id=row["user_id"], rating=row["rating"],
+        score=row["score"], satisfied=bool(row["satisfied"]), escalated=bool(row["escalated"]),
+        comment=row["comment"], created_at=_aware(row["created_at"]),
+        updated_at=_aware(row["updated_at"]),
+    )  # fmt: skip
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
