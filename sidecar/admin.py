@@ -5,14 +5,26 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from litestar import Litestar, Request, Response, get
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import (
+    NotAuthorizedException,
+    NotFoundException,
+    ServiceUnavailableException,
+    ValidationException,
+)
 from litestar.handlers.base import BaseRouteHandler
+from litestar.params import FromPath, FromQuery
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.metrics import SidecarMetrics
+from sidecar.reports.base import REPORTS, ReportWindow, parse_since, run_report
+from sidecar.reports.catalog import load_reports
+from sidecar.reports.render import as_csv
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +34,12 @@ class Readiness:
 
 
 def create_admin_app(
-    metrics: SidecarMetrics, readiness: Callable[[], Readiness], *, token: str | None
+    metrics: SidecarMetrics,
+    readiness: Callable[[], Readiness],
+    *,
+    token: str | None,
+    engine: Callable[[], AsyncEngine | None] | None = None,
+    report_timeout_s: float = 30.0,
 ) -> Litestar:
     """The admin ASGI app. With ``token`` set, every route but the probes needs ``Bearer <token>``."""
 
@@ -50,6 +67,42 @@ def create_admin_app(
         body: dict[str, object] = {"ready": state.ready, "checks": state.checks}
         return Response(body, status_code=200 if state.ready else 503)
 
+    @get("/reports", guards=[require_token], sync_to_thread=False)
+    def list_reports() -> dict[str, str]:
+        load_reports()
+        return {name: report.description for name, report in sorted(REPORTS.items())}
+
+    @get("/reports/{name:str}", guards=[require_token])
+    async def show_report(
+        name: FromPath[str],
+        since: FromQuery[str] = "24h",
+        until: FromQuery[str | None] = None,
+        model: FromQuery[str | None] = None,
+        adapter: FromQuery[str | None] = None,
+        by: FromQuery[str | None] = None,
+        format: FromQuery[str] = "json",
+    ) -> Response[Any]:
+        load_reports()
+        if name not in REPORTS:
+            raise NotFoundException(f"unknown report {name!r}; known: {', '.join(sorted(REPORTS))}")
+        if by not in (None, "hour", "day") or format not in ("json", "csv"):
+            raise ValidationException("by must be hour or day; format must be json or csv")
+        now = datetime.now(UTC)
+        try:
+            window = ReportWindow(parse_since(since, now), parse_since(until, now) if until else now,
+                                  model, adapter, by)  # fmt: skip
+        except ValueError as exc:
+            raise ValidationException(str(exc)) from exc
+        store = engine() if engine is not None else None
+        if store is None:
+            raise ServiceUnavailableException("the store is not open yet")
+        table = await run_report(store, name, window, timeout_s=report_timeout_s)
+        if format == "csv":
+            return Response(as_csv(table), media_type="text/csv")
+        return Response({"report": table.title, "rows": table.records(), "notes": table.notes})
+
     return Litestar(
-        route_handlers=[metrics_endpoint, healthz, readyz], openapi_config=None, debug=False
+        route_handlers=[metrics_endpoint, healthz, readyz, list_reports, show_report],
+        openapi_config=None,
+        debug=False,
     )

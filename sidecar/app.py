@@ -65,7 +65,13 @@ class Sidecar:
             self.metrics,
             sidecar_app=cast(ASGIApp, feedback_app),
         )
-        self.admin_app = create_admin_app(self.metrics, self.readiness, token=settings.admin.token)
+        self.admin_app = create_admin_app(
+            self.metrics,
+            self.readiness,
+            token=settings.admin.token,
+            engine=lambda: self.engine,
+            report_timeout_s=settings.database.statement_timeout_s,
+        )
         self.engine: AsyncEngine | None = None
         self.writer: LogWriter | None = None
         self._tasks: list[asyncio.Task[Any]] = []

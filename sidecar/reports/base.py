@@ -84,3 +84,26 @@ async def run_report(
                 sa.text(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
             )
         return await report.query(connection, window)
+
+
+def time_bucket(
+    connection: AsyncConnection, group_by: str | None, column: sa.ColumnElement[Any]
+) -> sa.ColumnElement[str] | None:
+    """``YYYY-MM-DD HH:00`` (hour) or ``YYYY-MM-DD`` (day) text for ``column``, on either backend."""
+    if group_by is None:
+        return None
+    if connection.dialect.name == "postgresql":
+        pattern = "YYYY-MM-DD HH24:00" if group_by == "hour" else "YYYY-MM-DD"
+        return sa.func.to_char(sa.func.timezone("UTC", column), pattern).label("time")
+    sqlite_pattern = "%Y-%m-%d %H:00" if group_by == "hour" else "%Y-%m-%d"
+    return sa.func.strftime(sqlite_pattern, column).label("time")
+
+
+def scoped(query: sa.Select[Any], table: sa.Table, window: ReportWindow) -> sa.Select[Any]:
+    """Restrict a query on ``requests`` to the window, model and adapter asked for."""
+    query = query.where(table.c.started_at >= window.since, table.c.started_at < window.until)
+    if window.model:
+        query = query.where(table.c.model == window.model)
+    if window.adapter:
+        query = query.where(table.c.adapter == window.adapter)
+    return query

@@ -1,0 +1,120 @@
+"""Reports over a fixed data set, against hand-computed answers, on SQLite and Postgres."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sidecar.records import Feedback, LoggedRequest
+from sidecar.reports.base import REPORTS, ReportWindow, parse_since, run_report
+from sidecar.reports.catalog import load_reports
+from sidecar.reports.render import as_csv, as_json
+from sidecar.store.feedback import upsert_feedback
+from sidecar.store.writes import insert_requests
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+load_reports()
+
+
+def row(n: int, *, model: str = "support", adapter: str | None = "support", latency: float = 100.0,
+        status: int = 200, error_kind: str | None = None, minutes_ago: int = 10,
+        verdict: str | None = None, ttft: float | None = None) -> LoggedRequest:  # fmt: skip
+    return LoggedRequest(
+        id=f"{n:032x}", client_request_id=None, completion_id=f"chatcmpl-{n}",
+        started_at=NOW - timedelta(minutes=minutes_ago), method="POST",
+        path="/v1/chat/completions", status=status, latency_ms=latency, ttfb_ms=None,
+        ttft_ms=ttft, upstream_ms=None, stream=ttft is not None, model=model, base_model="tiny",
+        adapter=adapter, prompt_tokens=10, completion_tokens=5, total_tokens=15,
+        finish_reason="stop", request_body=None, response_body=None, error_kind=error_kind,
+        error_message="boom" if error_kind else None, cancelled=False, client_key_hash=None,
+        body_policy="none", schema_name="support_triage" if verdict else None,
+        schema_verdict=verdict, schema_error_count=0 if verdict else None, schema_errors=None,
+    )  # fmt: skip
+
+
+ROWS = [
+    *(row(i, latency=float(10 * i), verdict="valid") for i in range(1, 11)),  # 10..100 ms
+    row(11, latency=500.0, verdict="invalid", ttft=50.0),
+    row(12, model="tiny", adapter=None, status=502, error_kind="upstream_unreachable"),
+    row(13, model="tiny", adapter=None, minutes_ago=60 * 30),  # outside a 24h window
+]
+WINDOW = ReportWindow(since=NOW - timedelta(hours=24), until=NOW)
+
+
+@pytest.fixture
+async def loaded(engine: AsyncEngine) -> AsyncEngine:
+    await insert_requests(engine, ROWS)
+    for n, rating, score, escalated in (
+        (1, "up", 5, False),
+        (2, "down", 1, True),
+        (3, "4", 4, False),
+    ):
+        await upsert_feedback(engine, Feedback(f"{n:032x}", "u", rating, score, score >= 4, escalated,
+                                               None, NOW, NOW))  # fmt: skip
+    return engine
+
+
+async def report(
+    engine: AsyncEngine, name: str, window: ReportWindow = WINDOW
+) -> list[dict[str, object]]:
+    return (await run_report(engine, name, window, timeout_s=10)).records()
+
+
+async def test_traffic_counts_requests_errors_and_tokens(loaded: AsyncEngine) -> None:
+    rows = await report(loaded, "traffic")
+    assert [(r["model"], r["requests"], r["errors"], r["completion_tokens"]) for r in rows] == [
+        ("support", 11, 0, 55), ("tiny", 1, 1, 5),
+    ]  # fmt: skip
+
+
+async def test_latency_percentiles_match_a_hand_computation(loaded: AsyncEngine) -> None:
+    rows = await report(loaded, "latency")
+    support = next(r for r in rows if r["model"] == "support")
+    # 10, 20, ..., 100, 500 ms: inclusive percentiles p50 = 60, p95 = 300, p99 = 460.
+    assert (support["requests"], support["p50_ms"], support["p95_ms"], support["p99_ms"]) == (
+        11,
+        60.0,
+        300.0,
+        460.0,
+    )
+    assert support["ttft_p50_ms"] == 50.0
+    assert all(r["model"] != "tiny" for r in rows)  # the only recent tiny request failed
+
+
+async def test_errors_and_compliance_and_feedback(loaded: AsyncEngine) -> None:
+    errors = await report(loaded, "errors")
+    assert [(r["error_kind"], r["status"], r["requests"], r["example"]) for r in errors] == [
+        ("upstream_unreachable", 502, 1, "boom"),
+    ]  # fmt: skip
+    compliance = await report(loaded, "compliance")
+    assert [(r["checked"], r["valid"], r["invalid"], r["valid_pct"]) for r in compliance] == [
+        (11, 10, 1, 90.91)
+    ]
+    feedback = await report(loaded, "feedback")
+    assert feedback == [{"model": "support", "adapter": "support", "rated": 3, "satisfied_pct": 66.7,
+                         "escalated_pct": 33.3, "mean_score": 3.33}]  # fmt: skip
+
+
+async def test_filters_and_hourly_buckets(loaded: AsyncEngine) -> None:
+    only_tiny = ReportWindow(
+        since=NOW - timedelta(days=3), until=NOW, model="tiny", group_by="hour"
+    )
+    rows = await report(loaded, "traffic", only_tiny)
+    assert [(r["time"], r["requests"]) for r in rows] == [
+        ("2026-11-19 06:00", 1),
+        ("2026-11-20 11:00", 1),
+    ]
+
+
+async def test_outputs_render_as_csv_and_json(loaded: AsyncEngine) -> None:
+    table = await run_report(loaded, "errors", WINDOW, timeout_s=10)
+    assert as_csv(table).splitlines()[0] == "error_kind,status,model,requests,last_seen,example"
+    assert '"error_kind": "upstream_unreachable"' in as_json(table)
+
+
+def test_every_report_is_registered_and_since_parses() -> None:
+    assert set(REPORTS) >= {"compliance", "traffic", "latency", "errors", "feedback"}
+    assert parse_since("7d", NOW) == NOW - timedelta(days=7)
+    assert parse_since("2026-11-01", NOW) == datetime(2026, 11, 1, tzinfo=UTC)
