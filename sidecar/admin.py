@@ -25,6 +25,7 @@ from sidecar.metrics import SidecarMetrics
 from sidecar.reports.base import REPORTS, ReportWindow, parse_since, run_report
 from sidecar.reports.catalog import load_reports
 from sidecar.reports.render import as_csv
+from sidecar.settings import CostSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ def create_admin_app(
     token: str | None,
     engine: Callable[[], AsyncEngine | None] | None = None,
     report_timeout_s: float = 30.0,
+    cost: CostSettings | None = None,
 ) -> Litestar:
     """The admin ASGI app. With ``token`` set, every route but the probes needs ``Bearer <token>``."""
 
@@ -90,7 +92,7 @@ def create_admin_app(
         now = datetime.now(UTC)
         try:
             window = ReportWindow(parse_since(since, now), parse_since(until, now) if until else now,
-                                  model, adapter, by)  # fmt: skip
+                                  model, adapter, by, cost or CostSettings())  # fmt: skip
         except ValueError as exc:
             raise ValidationException(str(exc)) from exc
         store = engine() if engine is not None else None

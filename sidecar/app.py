@@ -71,6 +71,7 @@ class Sidecar:
             token=settings.admin.token,
             engine=lambda: self.engine,
             report_timeout_s=settings.database.statement_timeout_s,
+            cost=settings.cost,
         )
         self.engine: AsyncEngine | None = None
         self.writer: LogWriter | None = None

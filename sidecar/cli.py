@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sys
 from collections.abc import Coroutine
@@ -195,6 +196,7 @@ def report(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     settings = _settings(config_path, database={"url": database_url})
+    window = dataclasses.replace(window, cost=settings.cost)
     table = _run_report(settings, name, window)
     if output == "csv":
         click.echo(render.as_csv(table), nl=False)

@@ -97,6 +97,44 @@ class ComplianceSettings(_Section, frozen=True):
     rules: list[SchemaRuleSettings] = msgspec.field(default_factory=list)
 
 
+class ApiPrice(_Section, frozen=True):
+    input_per_million_usd: float
+    output_per_million_usd: float
+
+
+# OpenAI list prices per 1M tokens, as of 2024-08 (gpt-4o-2024-08-06, gpt-4o-mini-2024-07-18,
+# fine-tuned gpt-4o-mini inference). Override or extend them in cost.api_prices.
+PRICES_AS_OF = "2024-08 OpenAI list prices"
+DEFAULT_API_PRICES = {
+    "gpt-4o": ApiPrice(input_per_million_usd=2.50, output_per_million_usd=10.00),
+    "gpt-4o-mini": ApiPrice(input_per_million_usd=0.15, output_per_million_usd=0.60),
+    "ft:gpt-4o-mini": ApiPrice(input_per_million_usd=0.30, output_per_million_usd=1.20),
+}
+
+
+class CostSettings(_Section, frozen=True):
+    gpu_hourly_usd: float = 1.50
+    gpu_count: int = 1
+    gpu_monthly_usd: float | None = None
+    system_prompt_tokens: int = 0
+    api_prices: dict[str, ApiPrice] = msgspec.field(default_factory=dict)
+
+    @property
+    def prices(self) -> dict[str, ApiPrice]:
+        """The shipped list prices, overridden or extended by ``api_prices``."""
+        return {**DEFAULT_API_PRICES, **self.api_prices}
+
+    @property
+    def monthly_gpu_usd(self) -> float:
+        """The configured monthly cost, else hourly x 730 h x GPUs."""
+        if self.gpu_monthly_usd is not None:
+            return self.gpu_monthly_usd
+        return self.gpu_hourly_usd * HOURS_PER_MONTH * self.gpu_count
+
+
+HOURS_PER_MONTH = 730.0
+
+
 class MetricsSettings(_Section, frozen=True):
     max_label_values: int = 50
 
@@ -110,6 +148,7 @@ class Settings(_Section, frozen=True):
     spool: SpoolSettings = msgspec.field(default_factory=SpoolSettings)
     writer: WriterSettings = msgspec.field(default_factory=WriterSettings)
     compliance: ComplianceSettings = msgspec.field(default_factory=ComplianceSettings)
+    cost: CostSettings = msgspec.field(default_factory=CostSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -156,6 +195,11 @@ def _check_values(settings: Settings) -> None:
         raise ConfigError(
             f"upstream.url: must start with http:// or https://, got {settings.upstream.url!r}"
         )
+    cost = settings.cost
+    if cost.gpu_hourly_usd < 0 or cost.gpu_count < 0 or (cost.gpu_monthly_usd or 0) < 0:
+        raise ConfigError("cost: GPU prices and counts must not be negative")
+    if cost.system_prompt_tokens < 0:
+        raise ConfigError("cost.system_prompt_tokens: must not be negative")
     if settings.compliance.workers < 0:
         raise ConfigError("compliance.workers: must be 0 (check in-process) or more")
     if settings.spool.segment_bytes > settings.spool.max_bytes:

@@ -11,6 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sidecar.settings import CostSettings
+
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -36,6 +38,7 @@ class ReportWindow:
     model: str | None = None
     adapter: str | None = None
     group_by: str | None = None  # "hour" or "day" for reports that bucket by time
+    cost: CostSettings = field(default_factory=CostSettings)  # prices for the cost report
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,3 +118,22 @@ def test_every_report_is_registered_and_since_parses() -> None:
     assert set(REPORTS) >= {"compliance", "traffic", "latency", "errors", "feedback"}
     assert parse_since("7d", NOW) == NOW - timedelta(days=7)
     assert parse_since("2026-11-01", NOW) == datetime(2026, 11, 1, tzinfo=UTC)
+
+
+async def test_cost_report_on_measured_traffic(loaded: AsyncEngine) -> None:
+    from sidecar.settings import ApiPrice, CostSettings
+
+    prices = {"per-call": ApiPrice(input_per_million_usd=0.0, output_per_million_usd=2000.0)}
+    cost = CostSettings(gpu_monthly_usd=200.0, api_prices=prices, system_prompt_tokens=0)
+    window = ReportWindow(since=NOW - timedelta(hours=24), until=NOW, cost=cost)
+    table = await run_report(loaded, "cost", window, timeout_s=10)
+    rows = {row["option"]: row for row in table.records()}
+    # 5 completion tokens x $2000 / 1M = $0.01 per call: the seed's worked example -> 20,000/month.
+    assert rows["per-call"]["cost_per_query_usd"] == 0.01
+    assert rows["per-call"]["break_even_queries_per_month"] == 20_000
+    assert rows["self-hosted (GPU)"]["monthly_usd"] == 200.0
+    assert {"gpt-4o", "gpt-4o-mini", "ft:gpt-4o-mini"} <= set(rows)
+    assert any(
+        "per-call is cheaper" in note or "Self-hosting is cheaper than per-call" in note
+        for note in table.notes
+    )
