@@ -210,13 +210,8 @@ def report(
 def _run_report(settings: Settings, name: str, window: Any) -> Any:
     from sidecar.reports.base import run_report
     from sidecar.store.engine import create_engine
-    from sidecar.store.migrate import current, head
 
-    if current(settings.database.url) != head():
-        raise click.ClickException(
-            f"the database at {settings.database.url} is not at the latest schema; "
-            "run `sidecar db upgrade` (or start `sidecar serve`) first"
-        )
+    _require_schema(settings)
 
     async def go() -> Any:
         engine = create_engine(settings.database.url)
@@ -228,6 +223,102 @@ def _run_report(settings: Settings, name: str, window: Any) -> Any:
             await engine.dispose()
 
     return asyncio.run(go())
+
+
+@main.group(context_settings=CONTEXT)
+def export() -> None:
+    """Export logged traffic (fine-tuning data for the next retraining)."""
+
+
+@export.command("training-data", context_settings=CONTEXT)
+@click.option("--since", default="90d", show_default=True, help="Start: 7d, 90d or an ISO time.")
+@click.option("--until", help="End (default now).")
+@click.option(
+    "--select", "selection", type=click.Choice(["hard", "good", "all"]), default="hard",
+    show_default=True,
+    help="hard: failed schema, thumbs-down, escalated; good: satisfied users, schema passed; all.",
+)  # fmt: skip
+@click.option("--model", help="Only this model name (as requested).")
+@click.option("--adapter", help="Only this LoRA adapter.")
+@click.option(
+    "--out", "out_path", required=True, type=click.Path(dir_okay=False), help="JSONL file to write."
+)
+@click.option(
+    "--holdout", default=0.0, show_default=True, type=click.FloatRange(0.0, 0.9),
+    help="Share of prompts written to OUT's .holdout.jsonl twin instead (a stable split).",
+)  # fmt: skip
+@config_option
+@database_option
+def training_data(
+    since: str,
+    until: str | None,
+    selection: str,
+    model: str | None,
+    adapter: str | None,
+    out_path: str,
+    holdout: float,
+    config_path: str | None,
+    database_url: str | None,
+) -> None:
+    """Write chat examples as OpenAI fine-tuning JSONL ({"messages": [...]}), deduplicated by prompt."""
+    from contextlib import ExitStack
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from rich.progress import Progress
+
+    from sidecar.reports.base import ReportWindow, parse_since
+    from sidecar.reports.export import count_candidates, export_training_data
+    from sidecar.store.engine import create_engine
+
+    now = datetime.now(UTC)
+    try:
+        window = ReportWindow(
+            parse_since(since, now), parse_since(until, now) if until else now, model, adapter
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    settings = _settings(config_path, database={"url": database_url})
+    _require_schema(settings)
+    out = Path(out_path)
+    holdout_path = out.with_suffix(".holdout.jsonl") if holdout else None
+
+    async def run(sink: Any, held: Any) -> Any:
+        engine = create_engine(settings.database.url)
+        try:
+            with Progress(transient=True) as progress:
+                task = progress.add_task("exporting", total=await count_candidates(engine, window))
+                return await export_training_data(
+                    engine, window, selection, sink, held, holdout,  # type: ignore[arg-type]
+                    on_row=lambda: progress.advance(task),
+                )  # fmt: skip
+        finally:
+            await engine.dispose()
+
+    with ExitStack() as files:
+        try:  # a bad path fails before any database work
+            sink = files.enter_context(out.open("wb"))
+            held = files.enter_context(holdout_path.open("wb")) if holdout_path else None
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {exc.filename}: {exc.strerror}") from exc
+        summary = asyncio.run(run(sink, held))
+    click.echo(f"wrote {summary.written} examples to {out}")
+    if holdout_path:
+        click.echo(f"wrote {summary.holdout} held-out examples to {holdout_path}")
+    reasons = ", ".join(f"{name} {count}" for name, count in summary.reasons.most_common())
+    click.echo(f"by reason: {reasons or 'none'}; duplicate prompts skipped: {summary.duplicates}")
+    for why, count in summary.skipped.items():
+        click.echo(f"skipped {count}: {why}")
+
+
+def _require_schema(settings: Settings) -> None:
+    from sidecar.store.migrate import current, head
+
+    if current(settings.database.url) != head():
+        raise click.ClickException(
+            f"the database at {settings.database.url} is not at the latest schema; "
+            "run `sidecar db upgrade` (or start `sidecar serve`) first"
+        )
 
 
 @main.command("fake-vllm", context_settings=CONTEXT)
