@@ -137,3 +137,22 @@ async def test_cost_report_on_measured_traffic(loaded: AsyncEngine) -> None:
         "per-call is cheaper" in note or "Self-hosting is cheaper than per-call" in note
         for note in table.notes
     )
+
+
+async def test_sql_views_answer_like_the_reports(loaded: AsyncEngine) -> None:
+    import sqlalchemy as sa
+
+    async with loaded.connect() as connection:
+        traffic = (await connection.execute(sa.text(
+            "SELECT model, sum(requests), sum(errors), sum(completion_tokens) FROM daily_traffic "
+            "GROUP BY model ORDER BY model"))).all()  # fmt: skip
+        latency = (await connection.execute(sa.text(
+            "SELECT sum(requests), max(max_ms) FROM hourly_latency WHERE model = 'support'"))).one()  # fmt: skip
+        feedback = (await connection.execute(sa.text(
+            "SELECT sum(rated), sum(satisfied), sum(escalated) FROM daily_feedback"))).one()  # fmt: skip
+        errors = (await connection.execute(sa.text(
+            "SELECT error_kind, requests FROM error_summary"))).all()  # fmt: skip
+    assert [tuple(row) for row in traffic] == [("support", 11, 0, 55), ("tiny", 2, 1, 10)]
+    assert tuple(latency) == (11, 500.0)
+    assert tuple(feedback) == (3, 2, 1)
+    assert [tuple(row) for row in errors] == [("upstream_unreachable", 1)]
