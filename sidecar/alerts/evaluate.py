@@ -1,0 +1,130 @@
+"""The alert lifecycle as a pure function: (readings, previous states, now) -> states, transitions.
+
+inactive -> pending (condition true) -> firing (true for ``for_s``) -> resolved (false again),
+like Prometheus. A reading with fewer samples than the rule's minimum changes nothing: a quiet
+hour neither pages anyone nor resolves a real incident. A still-firing alert is re-sent every
+``repeat_interval_s``. Silenced alerts change state but send nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+Scope = tuple[tuple[str, str], ...]  # sorted (label, value) pairs: ("adapter", "support"), ...
+Status = Literal["inactive", "pending", "firing"]
+Event = Literal["pending", "firing", "repeat", "resolved", "cleared"]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    name: str
+    threshold: float
+    comparison: Literal["above", "below"] = "above"
+    for_s: float = 0.0
+    min_samples: int = 1
+    repeat_interval_s: float = 4 * 3600.0
+    severity: str = "warning"
+
+    def breached(self, value: float) -> bool:
+        return value > self.threshold if self.comparison == "above" else value < self.threshold
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    rule: str
+    scope: Scope
+    value: float | None  # None: no value could be computed (nothing to measure)
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    rule: str
+    scope: Scope
+    status: Status = "inactive"
+    active_since: datetime | None = None  # condition true since
+    fired_at: datetime | None = None
+    last_sent_at: datetime | None = None
+    value: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    rule: str
+    scope: Scope
+    event: Event
+    at: datetime
+    value: float | None
+    threshold: float
+    severity: str
+    notify: bool  # send a notification (firing, repeat, resolved; never when silenced)
+    started_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    rule: str
+    until: datetime
+    matchers: Scope = ()  # every (label, value) here must be in the alert's scope
+
+    def covers(self, rule: str, scope: Scope, now: datetime) -> bool:
+        return rule == self.rule and now < self.until and set(self.matchers) <= set(scope)
+
+
+def evaluate(
+    rules: Mapping[str, RuleSpec],
+    readings: Iterable[Reading],
+    states: Mapping[tuple[str, Scope], AlertState],
+    now: datetime,
+    silences: Iterable[Silence] = (),
+) -> tuple[dict[tuple[str, Scope], AlertState], list[Transition]]:
+    """The next states (all of them, changed or not) and the transitions of this round."""
+    silences = list(silences)
+    next_states = dict(states)
+    transitions: list[Transition] = []
+    for reading in readings:
+        rule = rules.get(reading.rule)
+        if rule is None or reading.value is None or reading.samples < rule.min_samples:
+            continue
+        key = (reading.rule, reading.scope)
+        state = next_states.get(key) or AlertState(reading.rule, reading.scope)
+        silenced = any(s.covers(reading.rule, reading.scope, now) for s in silences)
+        new_state, event = _step(rule, state, rule.breached(reading.value), reading.value, now)
+        if event is not None:
+            notify = event in ("firing", "repeat", "resolved") and not silenced
+            if notify:
+                new_state = dataclasses.replace(new_state, last_sent_at=now)
+            transitions.append(Transition(rule.name, reading.scope, event, now, reading.value,
+                                          rule.threshold, rule.severity, notify,
+                                          state.active_since or new_state.active_since))  # fmt: skip
+        next_states[key] = new_state
+    return next_states, transitions
+
+
+def _step(
+    rule: RuleSpec, state: AlertState, breached: bool, value: float, now: datetime
+) -> tuple[AlertState, Event | None]:
+    if not breached:
+        if state.status == "firing":
+            return AlertState(state.rule, state.scope, value=value), "resolved"
+        if state.status == "pending":
+            return AlertState(state.rule, state.scope, value=value), "cleared"
+        return dataclasses.replace(state, value=value), None
+    if state.status == "inactive":
+        pending = dataclasses.replace(state, status="pending", active_since=now, value=value)
+        if rule.for_s <= 0:
+            return dataclasses.replace(pending, status="firing", fired_at=now), "firing"
+        return pending, "pending"
+    if state.status == "pending":
+        since = state.active_since or now
+        if (now - since).total_seconds() >= rule.for_s:
+            return dataclasses.replace(state, status="firing", fired_at=now, value=value), "firing"
+        return dataclasses.replace(state, value=value), None
+    last = state.last_sent_at or state.fired_at or now
+    if (now - last).total_seconds() >= rule.repeat_interval_s:
+        return dataclasses.replace(state, value=value), "repeat"
+    return dataclasses.replace(state, value=value), None
