@@ -28,6 +28,7 @@ from sidecar.records import SchemaVerdict
 from sidecar.settings import Settings
 from sidecar.store.engine import create_engine
 from sidecar.store.migrate import upgrade_async
+from sidecar.store.writes import is_connectivity_error
 from sidecar.validators.selection import Exchanged
 from sidecar.validators.workers import SchemaChecks
 
@@ -79,8 +80,7 @@ class Sidecar:
 
     async def start(self) -> None:
         settings = self.settings
-        if settings.database.auto_migrate:
-            await upgrade_async(settings.database.url)
+        schema_ready = not settings.database.auto_migrate or await self._migrate()
         self.engine = create_engine(settings.database.url, pool_size=settings.database.pool_size)
         self.spool.open()
         await self.upstream.start()
@@ -99,7 +99,7 @@ class Sidecar:
             check_schemas=self._check_schemas,
         )
         self._tasks = [
-            asyncio.create_task(self.writer.run(), name="log-writer"),
+            asyncio.create_task(self._write(schema_ready), name="log-writer"),
             asyncio.create_task(
                 self.catalog.run(
                     self.upstream, settings.upstream.models_refresh_s, self.catalog_wake
@@ -131,6 +131,32 @@ class Sidecar:
         await self.upstream.close()
         if self.engine is not None:
             await self.engine.dispose()
+
+    async def _migrate(self) -> bool:
+        """Upgrade the schema; False (and keep serving) when the database cannot be reached."""
+        try:
+            await upgrade_async(self.settings.database.url)
+        except Exception as exc:
+            if not is_connectivity_error(exc):
+                raise
+            logger.warning(
+                "database unreachable at start (%s): serving anyway, requests are spooled; "
+                "the schema is upgraded and the spool written once it answers", exc,
+            )  # fmt: skip
+            return False
+        return True
+
+    async def _write(self, schema_ready: bool) -> None:
+        """Run the writer, after the schema upgrade when the database was away at start."""
+        assert self.writer is not None
+        delay = self.settings.writer.retry_initial_s
+        while not schema_ready:
+            self.writer.healthy = False
+            self.writer.last_error = "database unreachable: schema not upgraded yet"
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.settings.writer.retry_max_s)
+            schema_ready = await self._migrate()
+        await self.writer.run()
 
     def readiness(self) -> Readiness:
         spool_ok = self.spool.pending_bytes < self.settings.spool.max_bytes * 0.9

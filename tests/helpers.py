@@ -67,7 +67,10 @@ def wait_for_rows(
     database_url: str, count: int, where: str = "1=1", **params: Any
 ) -> list[dict[str, Any]]:
     def enough() -> list[dict[str, Any]] | None:
-        rows = fetch_rows(database_url, where, **params)
+        try:
+            rows = fetch_rows(database_url, where, **params)
+        except sa.exc.ProgrammingError:  # the sidecar has not created the table yet
+            return None
         return rows if len(rows) >= count else None
 
     return wait_for(enough, what=f"{count} logged rows where {where}")

@@ -175,3 +175,21 @@ def upstream_busy(upstream: RunningServer) -> bool:
         line.startswith("vllm:num_requests_running") and not line.rstrip().endswith(" 0.0")
         for line in metrics.splitlines()
     )
+
+
+@pytest.mark.postgres
+def test_sidecar_starts_and_serves_while_postgres_is_down_then_catches_up(
+    upstream: RunningServer, make_postgres_database: Callable[[], str], tmp_path: Path
+) -> None:
+    direct_url = make_postgres_database()  # empty: not even migrated yet
+    parts = urlsplit(direct_url)
+    with tcp_relay(parts.hostname or "127.0.0.1", parts.port or 5432) as relay:
+        relay.cut()
+        relayed_url = direct_url.replace(f":{parts.port}/", f":{relay.port}/")
+        settings = sidecar_settings(upstream.url, relayed_url, tmp_path / "spool")
+        with running_sidecar(settings) as sidecar:
+            ids = send_many(sidecar.proxy_url, 30)
+            assert httpx.get(f"{sidecar.admin_url}/readyz").status_code == 503
+            relay.restore()
+            rows = wait_for_rows(direct_url, 30)
+    assert sorted(row["id"] for row in rows) == sorted(ids)
