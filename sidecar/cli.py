@@ -321,6 +321,19 @@ def _require_schema(settings: Settings) -> None:
         )
 
 
+@main.command(context_settings=CONTEXT)
+@click.option("--requests", default=60, show_default=True, type=click.IntRange(1, 10_000))
+def demo(requests: int) -> None:
+    """Run a fake vLLM and a sidecar in this process, send traffic, print the reports."""
+    from rich.console import Console
+
+    from sidecar.demo import run_demo
+    from sidecar.reports import render
+
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    run_demo(requests, lambda table: render.as_text(table, console), click.echo)
+
+
 @main.command("fake-vllm", context_settings=CONTEXT)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)

@@ -89,3 +89,11 @@ def test_bad_since_is_explained() -> None:
     result = CliRunner().invoke(main, ["report", "compliance", "--since", "yesterday"])
     assert result.exit_code == 2
     assert "neither a duration" in result.output
+
+
+def test_demo_runs_the_whole_loop_and_prints_reports() -> None:
+    result = CliRunner().invoke(main, ["demo", "--requests", "12"])
+    assert result.exit_code == 0, result.output
+    for title in ("Traffic", "Latency", "Format compliance", "User feedback"):
+        assert title in result.output
+    assert "sent 12 requests" in result.output
