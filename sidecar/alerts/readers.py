@@ -1,0 +1,191 @@
+"""Rule readers: one windowed aggregate per rule and scope, read from ``requests`` (and
+``feedback``) over ``[now - window, now)`` only, so the cost follows the window, not the table.
+
+A reader is a Protocol with a registry; the built-ins register themselves the way a user's own
+reader would.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sidecar.alerts.evaluate import Reading, RuleSpec, Scope
+from sidecar.store.models import feedback_table, requests_table
+
+SCOPE_COLUMNS = {"model": "model", "adapter": "adapter", "schema": "schema_name"}
+
+
+@dataclass(frozen=True, slots=True)
+class RuleDefinition:
+    """A rule as configured: the lifecycle spec plus what to measure and how to group it."""
+
+    spec: RuleSpec
+    kind: str  # a registered reader: latency, compliance_rate, error_rate, throughput, satisfaction
+    window_s: float = 300.0
+    group_by: tuple[str, ...] = ("model",)
+    options: dict[str, Any] = field(
+        default_factory=dict
+    )  # e.g. {"quantile": 0.95, "metric": "ttft"}
+
+
+Reader = Callable[[AsyncConnection, RuleDefinition, datetime], Awaitable[list[Reading]]]
+READERS: dict[str, Reader] = {}
+
+
+def reader(kind: str) -> Callable[[Reader], Reader]:
+    def register(function: Reader) -> Reader:
+        READERS[kind] = function
+        return function
+
+    return register
+
+
+def _scope_columns(table: sa.Table, definition: RuleDefinition) -> list[sa.ColumnElement[Any]]:
+    return [table.c[SCOPE_COLUMNS[name]].label(name) for name in definition.group_by]
+
+
+def _scope(definition: RuleDefinition, row: Any) -> Scope:
+    return tuple(
+        (name, "" if row[name] is None else str(row[name])) for name in definition.group_by
+    )
+
+
+def _window(table: sa.Table, definition: RuleDefinition, now: datetime) -> sa.ColumnElement[bool]:
+    since = now - timedelta(seconds=definition.window_s)
+    return sa.and_(table.c.started_at >= since, table.c.started_at < now)
+
+
+@reader("latency")
+async def latency(
+    connection: AsyncConnection, definition: RuleDefinition, now: datetime
+) -> list[Reading]:
+    """A latency quantile in ms (``quantile``, default 0.95; ``metric: ttft`` for streams)."""
+    table = requests_table
+    column = table.c.ttft_ms if definition.options.get("metric") == "ttft" else table.c.latency_ms
+    quantile = float(definition.options.get("quantile", 0.95))
+    query = sa.select(*_scope_columns(table, definition), column.label("value")).where(
+        _window(table, definition, now), table.c.status < 500, column.is_not(None)
+    )
+    values: dict[Scope, list[float]] = defaultdict(list)
+    for row in (await connection.execute(query)).mappings():
+        values[_scope(definition, row)].append(row["value"])
+    return [Reading(definition.spec.name, scope, _quantile(found, quantile), len(found))
+            for scope, found in sorted(values.items())]  # fmt: skip
+
+
+def _quantile(values: list[float], quantile: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=1000, method="inclusive")[round(quantile * 1000) - 1]
+
+
+async def _ratio(
+    connection: AsyncConnection, definition: RuleDefinition, now: datetime,
+    numerator: sa.ColumnElement[bool], where: sa.ColumnElement[bool] | None = None,
+) -> list[Reading]:  # fmt: skip
+    table = requests_table
+    scope = _scope_columns(table, definition)
+    query = (
+        sa.select(
+            *scope,
+            sa.func.count().label("n"),
+            sa.func.sum(sa.case((numerator, 1), else_=0)).label("hits"),
+        )
+        .where(_window(table, definition, now), *([where] if where is not None else []))
+        .group_by(*scope)
+    )
+    rows = (await connection.execute(query)).mappings().all()
+    return _percent_readings(definition, rows)
+
+
+def _percent_readings(definition: RuleDefinition, rows: Any) -> list[Reading]:
+    readings = [
+        Reading(
+            definition.spec.name, _scope(definition, row), 100.0 * row["hits"] / row["n"], row["n"]
+        )
+        for row in rows
+        if row["n"]
+    ]
+    return sorted(readings, key=lambda found: found.scope)
+
+
+@reader("compliance_rate")
+async def compliance_rate(
+    connection: AsyncConnection, definition: RuleDefinition, now: datetime
+) -> list[Reading]:
+    """Percent of checked outputs that were valid."""
+    table = requests_table
+    return await _ratio(connection, definition, now, table.c.schema_verdict == "valid",
+                        table.c.schema_verdict.is_not(None))  # fmt: skip
+
+
+@reader("error_rate")
+async def error_rate(
+    connection: AsyncConnection, definition: RuleDefinition, now: datetime
+) -> list[Reading]:
+    """Percent of requests that failed: 5xx answers and upstream failures."""
+    table = requests_table
+    failed = sa.or_(table.c.status >= 500, table.c.error_kind.like("upstream%"))
+    return await _ratio(connection, definition, now, failed)
+
+
+@reader("throughput")
+async def throughput(
+    connection: AsyncConnection, definition: RuleDefinition, now: datetime
+) -> list[Reading]:
+    """Requests per second over the window (compare ``below`` the capacity plan)."""
+    table = requests_table
+    scope = _scope_columns(table, definition)
+    query = (
+        sa.select(*scope, sa.func.count().label("n"))
+        .where(_window(table, definition, now))
+        .group_by(*scope)
+    )
+    rows = (await connection.execute(query)).mappings().all()
+    readings = [Reading(definition.spec.name, _scope(definition, row), row["n"] / definition.window_s, row["n"])
+                for row in rows]  # fmt: skip
+    return sorted(readings, key=lambda found: found.scope)
+
+
+@reader("satisfaction")
+async def satisfaction(
+    connection: AsyncConnection, definition: RuleDefinition, now: datetime
+) -> list[Reading]:
+    """Percent of feedback in the window that was satisfied (thumbs-up or 4-5)."""
+    rated, table = feedback_table, requests_table
+    scope = _scope_columns(table, definition)
+    since = now - timedelta(seconds=definition.window_s)
+    query = (
+        sa.select(
+            *scope,
+            sa.func.count().label("n"),
+            sa.func.sum(sa.case((rated.c.satisfied, 1), else_=0)).label("hits"),
+        )
+        .select_from(rated.join(table, table.c.id == rated.c.request_id))
+        .where(rated.c.created_at >= since, rated.c.created_at < now)
+        .group_by(*scope)
+    )
+    rows = (await connection.execute(query)).mappings().all()
+    return _percent_readings(definition, rows)
+
+
+# The monitoring table's defaults (seed): P95 > 500 ms, compliance < 95%, satisfaction below
+# baseline (here a fixed 80% until baselines land), plus error rate; throughput needs a plan.
+DEFAULT_RULES = (
+    RuleDefinition(RuleSpec("latency_p95", 500.0, "above", for_s=300, min_samples=50, severity="warning"),
+                   "latency", window_s=300, group_by=("model",), options={"quantile": 0.95}),
+    RuleDefinition(RuleSpec("compliance_rate", 95.0, "below", for_s=600, min_samples=50, severity="warning"),
+                   "compliance_rate", window_s=3600, group_by=("schema", "model")),
+    RuleDefinition(RuleSpec("error_rate", 5.0, "above", for_s=300, min_samples=50, severity="page"),
+                   "error_rate", window_s=300, group_by=("model",)),
+    RuleDefinition(RuleSpec("satisfaction", 80.0, "below", for_s=0, min_samples=30, severity="warning"),
+                   "satisfaction", window_s=86400, group_by=("model",)),
+)  # fmt: skip
