@@ -210,6 +210,98 @@ class FeedbackRow(Base):
     )
 
 
+class AlertStateRow(Base):
+    """Current lifecycle state of each alert (rule x scope); survives restarts."""
+
+    __tablename__ = "alert_state"
+    __table_args__ = (
+        {"comment": "Current lifecycle state of each alert (rule x scope); survives restarts."},
+    )
+
+    rule: Mapped[str] = mapped_column(sa.String(100), primary_key=True, comment="Rule name.")
+    scope_key: Mapped[str] = mapped_column(
+        sa.String(500), primary_key=True, comment="The scope as text, e.g. model=support."
+    )
+    scope: Mapped[JsonValue] = mapped_column(
+        json_document(), nullable=False, comment="The scope labels as a JSON object."
+    )
+    status: Mapped[str] = mapped_column(sa.String(16), comment="inactive, pending or firing.")
+    active_since: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, comment="Condition true since."
+    )
+    fired_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, comment="When it started firing."
+    )
+    last_sent_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, comment="Last notification sent."
+    )
+    value: Mapped[float | None] = mapped_column(sa.Float, comment="Last value read.")
+    updated_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, comment="Last evaluation that changed the row."
+    )
+
+
+class AlertEventRow(Base):
+    """Every alert transition, for SQL."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (
+        sa.Index("ix_alert_events_at", "at"),
+        {"comment": "Every alert transition, for SQL."},
+    )
+
+    id: Mapped[int] = mapped_column(
+        sa.Integer, primary_key=True, autoincrement=True, comment="Row id."
+    )
+    at: Mapped[datetime] = mapped_column(UtcDateTime, comment="When the transition happened.")
+    rule: Mapped[str] = mapped_column(sa.String(100), comment="Rule name.")
+    scope: Mapped[JsonValue] = mapped_column(
+        json_document(), nullable=False, comment="The scope labels."
+    )
+    event: Mapped[str] = mapped_column(
+        sa.String(16), comment="pending, firing, repeat, resolved or cleared."
+    )
+    value: Mapped[float | None] = mapped_column(sa.Float, comment="The value that caused it.")
+    threshold: Mapped[float] = mapped_column(sa.Float, comment="The rule's threshold.")
+    severity: Mapped[str] = mapped_column(sa.String(32), comment="The rule's severity.")
+    notified: Mapped[bool] = mapped_column(
+        sa.Boolean, comment="A notification was queued (not silenced)."
+    )
+
+
+class AlertOutboxRow(Base):
+    """Notifications waiting for (or done with) delivery."""
+
+    __tablename__ = "alert_outbox"
+    __table_args__ = (
+        sa.Index("ix_alert_outbox_next_attempt_at", "next_attempt_at"),
+        {"comment": "Notifications waiting for (or done with) delivery; retried with backoff."},
+    )
+
+    id: Mapped[int] = mapped_column(
+        sa.Integer, primary_key=True, autoincrement=True, comment="Row id."
+    )
+    created_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, comment="When the notification was queued."
+    )
+    notifier: Mapped[str] = mapped_column(sa.String(100), comment="Configured notifier name.")
+    payload: Mapped[JsonValue] = mapped_column(
+        json_document(), nullable=False, comment="The body to send."
+    )
+    attempts: Mapped[int] = mapped_column(
+        sa.Integer, server_default="0", comment="Delivery attempts so far."
+    )
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, comment="Not before this time.")
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, comment="Delivered.")
+    failed_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, comment="Given up (permanent error or too old)."
+    )
+    last_error: Mapped[str | None] = mapped_column(sa.Text, comment="Why the last attempt failed.")
+
+
 metadata = Base.metadata
+alert_state_table: sa.Table = AlertStateRow.__table__  # type: ignore[assignment]
+alert_events_table: sa.Table = AlertEventRow.__table__  # type: ignore[assignment]
+alert_outbox_table: sa.Table = AlertOutboxRow.__table__  # type: ignore[assignment]
 feedback_table: sa.Table = FeedbackRow.__table__  # type: ignore[assignment]
 requests_table: sa.Table = RequestRow.__table__  # type: ignore[assignment]

@@ -1,0 +1,125 @@
+"""Notifiers (Protocol + registry) and outbox delivery with retry.
+
+Slack: 200 with body ``ok`` is success; 429 waits ``Retry-After``; 5xx, timeouts and connection
+errors back off exponentially; 400/403/404/410 (``invalid_payload``, ``no_service``,
+``channel_is_archived``...) are permanent and recorded, never retried. Generic webhooks follow
+Alertmanager's rule: 2xx success, 5xx (and 429) retried, anything else permanent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import aiohttp
+
+from sidecar.notifiers.payloads import AlertNotice, alertmanager_body, slack_message
+
+logger = logging.getLogger("sidecar.notifiers")
+
+MAX_BACKOFF_S = 300.0
+SEND_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    sent: bool
+    error: str | None = None
+    retry_after_s: float | None = None  # None with sent=False: permanent failure
+
+
+class Notifier(Protocol):
+    name: str
+
+    def payload(self, notice: AlertNotice) -> dict[str, Any]: ...
+
+    async def send(
+        self, session: aiohttp.ClientSession, payload: dict[str, Any], attempts: int
+    ) -> Delivery: ...
+
+
+def backoff_s(attempts: int) -> float:
+    return float(min(MAX_BACKOFF_S, 2 ** max(attempts, 0)))
+
+
+def _retry_after(response: aiohttp.ClientResponse, attempts: int) -> float:
+    header = response.headers.get("Retry-After", "")
+    return float(header) if header.isdigit() else backoff_s(attempts)
+
+
+async def _post(
+    session: aiohttp.ClientSession, url: str, payload: dict[str, Any]
+) -> tuple[int, str, aiohttp.ClientResponse]:
+    async with asyncio.timeout(SEND_TIMEOUT_S), session.post(url, json=payload) as response:
+        return response.status, (await response.text())[:300], response
+
+
+@dataclass(frozen=True)
+class SlackNotifier:
+    name: str
+    url: str
+
+    def payload(self, notice: AlertNotice) -> dict[str, Any]:
+        return slack_message(notice)
+
+    async def send(
+        self, session: aiohttp.ClientSession, payload: dict[str, Any], attempts: int
+    ) -> Delivery:
+        try:
+            status, body, response = await _post(session, self.url, payload)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return Delivery(False, f"{type(exc).__name__}: {exc}", backoff_s(attempts))
+        if status == 200 and body.strip() == "ok":
+            return Delivery(True)
+        if status == 429:
+            return Delivery(False, "rate limited (429)", _retry_after(response, attempts))
+        if status >= 500:
+            return Delivery(False, f"Slack answered {status} {body}", backoff_s(attempts))
+        return Delivery(False, f"Slack refused it for good: {status} {body}")
+
+
+@dataclass(frozen=True)
+class WebhookNotifier:
+    """A generic webhook receiving Alertmanager's v4 body."""
+
+    name: str
+    url: str
+
+    def payload(self, notice: AlertNotice) -> dict[str, Any]:
+        return alertmanager_body([notice])
+
+    async def send(
+        self, session: aiohttp.ClientSession, payload: dict[str, Any], attempts: int
+    ) -> Delivery:
+        try:
+            status, body, response = await _post(session, self.url, payload)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return Delivery(False, f"{type(exc).__name__}: {exc}", backoff_s(attempts))
+        if 200 <= status < 300:
+            return Delivery(True)
+        if status == 429 or status >= 500:
+            return Delivery(
+                False, f"webhook answered {status} {body}", _retry_after(response, attempts)
+            )
+        return Delivery(False, f"webhook refused it for good: {status} {body}")
+
+
+@dataclass(frozen=True)
+class LogNotifier:
+    name: str = "log"
+
+    def payload(self, notice: AlertNotice) -> dict[str, Any]:
+        return {"text": slack_message(notice)["text"]}
+
+    async def send(
+        self, session: aiohttp.ClientSession, payload: dict[str, Any], attempts: int
+    ) -> Delivery:
+        logger.warning("ALERT %s", payload["text"])
+        return Delivery(True)
+
+
+def too_old(created_at: datetime, now: datetime, max_age_s: float) -> bool:
+    return now - created_at > timedelta(seconds=max_age_s)

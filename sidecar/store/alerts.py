@@ -1,0 +1,134 @@
+"""Alert persistence: lifecycle state, transitions and the notification outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sidecar.alerts.evaluate import AlertState, Scope, Transition
+from sidecar.store.models import alert_events_table, alert_outbox_table, alert_state_table
+
+ADVISORY_LOCK_KEY = 0x51DEC4A1  # "only one replica evaluates alerts at a time"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    notifier: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+def scope_key(scope: Scope) -> str:
+    return ",".join(f"{label}={value}" for label, value in scope) or "-"
+
+
+async def try_lock(connection: AsyncConnection) -> bool:
+    """Take the evaluation lock for this transaction (Postgres); SQLite has one process."""
+    if connection.dialect.name != "postgresql":
+        return True
+    result = await connection.execute(
+        sa.select(sa.func.pg_try_advisory_xact_lock(ADVISORY_LOCK_KEY))
+    )
+    return bool(result.scalar_one())
+
+
+async def load_states(connection: AsyncConnection) -> dict[tuple[str, Scope], AlertState]:
+    states = {}
+    for row in (await connection.execute(sa.select(alert_state_table))).mappings():
+        scope: Scope = tuple(sorted((str(k), str(v)) for k, v in dict(row["scope"]).items()))
+        states[(row["rule"], scope)] = AlertState(
+            row["rule"], scope, row["status"], _utc(row["active_since"]), _utc(row["fired_at"]),
+            _utc(row["last_sent_at"]), row["value"],
+        )  # fmt: skip
+    return states
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+async def save_round(
+    connection: AsyncConnection,
+    before: dict[tuple[str, Scope], AlertState],
+    after: dict[tuple[str, Scope], AlertState],
+    transitions: Iterable[Transition],
+    outbox: Iterable[tuple[str, dict[str, Any]]],
+    now: datetime,
+) -> None:
+    """Write what changed: states, the transitions, the notifications to send."""
+    for key, state in after.items():
+        if before.get(key) == state:
+            continue
+        values = {
+            "scope": dict(state.scope), "status": state.status, "active_since": state.active_since,
+            "fired_at": state.fired_at, "last_sent_at": state.last_sent_at, "value": state.value,
+            "updated_at": now,
+        }  # fmt: skip
+        where = (alert_state_table.c.rule == state.rule) & (
+            alert_state_table.c.scope_key == scope_key(state.scope)
+        )
+        updated = await connection.execute(sa.update(alert_state_table).where(where).values(values))
+        if updated.rowcount == 0:
+            await connection.execute(
+                sa.insert(alert_state_table).values(
+                    rule=state.rule, scope_key=scope_key(state.scope), **values
+                )
+            )
+    events = [
+        {"at": t.at, "rule": t.rule, "scope": dict(t.scope), "event": t.event, "value": t.value,
+         "threshold": t.threshold, "severity": t.severity, "notified": t.notify}
+        for t in transitions
+    ]  # fmt: skip
+    if events:
+        await connection.execute(sa.insert(alert_events_table), events)
+    queued = [{"created_at": now, "notifier": name, "payload": payload, "attempts": 0, "next_attempt_at": now}
+              for name, payload in outbox]  # fmt: skip
+    if queued:
+        await connection.execute(sa.insert(alert_outbox_table), queued)
+
+
+async def claim_due(
+    connection: AsyncConnection, now: datetime, limit: int = 20
+) -> list[OutboxItem]:
+    """Due notifications; on Postgres rows another replica is sending are skipped."""
+    table = alert_outbox_table
+    query = (
+        sa.select(
+            table.c.id, table.c.notifier, table.c.payload, table.c.attempts, table.c.created_at
+        )
+        .where(
+            table.c.sent_at.is_(None), table.c.failed_at.is_(None), table.c.next_attempt_at <= now
+        )
+        .order_by(table.c.id)
+        .limit(limit)
+    )
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = (await connection.execute(query)).mappings().all()
+    return [OutboxItem(row["id"], row["notifier"], dict(row["payload"]), row["attempts"], _utc(row["created_at"]) or now)
+            for row in rows]  # fmt: skip
+
+
+async def record_attempt(
+    connection: AsyncConnection, item: OutboxItem, now: datetime, *,
+    sent: bool, error: str | None = None, retry_after_s: float | None = None,
+) -> None:  # fmt: skip
+    """Mark sent, schedule a retry (``retry_after_s``), or give up (no retry)."""
+    table = alert_outbox_table
+    values: dict[str, Any] = {"attempts": item.attempts + 1, "last_error": error}
+    if sent:
+        values["sent_at"] = now
+    elif retry_after_s is not None:
+        values["next_attempt_at"] = now + timedelta(seconds=retry_after_s)
+    else:
+        values["failed_at"] = now
+    await connection.execute(sa.update(table).where(table.c.id == item.id).values(values))
