@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.admin import Readiness, create_admin_app
+from sidecar.alerts.runner import run_alerts
 from sidecar.errors import ConfigError
 from sidecar.feedback.api import create_feedback_app
 from sidecar.logqueue.spool import Spool
@@ -77,6 +78,7 @@ class Sidecar:
         self.engine: AsyncEngine | None = None
         self.writer: LogWriter | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self.schema_ready = asyncio.Event()
 
     async def start(self) -> None:
         settings = self.settings
@@ -100,6 +102,7 @@ class Sidecar:
         )
         self._tasks = [
             asyncio.create_task(self._write(schema_ready), name="log-writer"),
+            *self._alert_tasks(),
             asyncio.create_task(
                 self.catalog.run(
                     self.upstream, settings.upstream.models_refresh_s, self.catalog_wake
@@ -146,6 +149,12 @@ class Sidecar:
             return False
         return True
 
+    def _alert_tasks(self) -> list[asyncio.Task[Any]]:
+        if not self.settings.alerts.enabled or self.engine is None:
+            return []
+        loop = run_alerts(self.engine, self.settings.alerts, self.metrics, self.schema_ready)
+        return [asyncio.create_task(loop, name="alerts")]
+
     async def _write(self, schema_ready: bool) -> None:
         """Run the writer, after the schema upgrade when the database was away at start."""
         assert self.writer is not None
@@ -156,6 +165,7 @@ class Sidecar:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.writer.retry_max_s)
             schema_ready = await self._migrate()
+        self.schema_ready.set()
         await self.writer.run()
 
     def readiness(self) -> Readiness:

@@ -85,6 +85,14 @@ class SidecarMetrics:
             "End-user feedback received, by rating (up, down, 1-5).",
             ["rating"], registry=r,
         )  # fmt: skip
+        self.alerts_firing = Gauge(
+            "sidecar_alerts_firing", "Alerts firing now, by rule (counted over all scopes).",
+            ["rule"], registry=r,
+        )  # fmt: skip
+        self.alert_rounds = Counter(
+            "sidecar_alert_rounds", "Alert evaluation rounds: ok, or skipped (database unreachable).",
+            ["result"], registry=r,
+        )  # fmt: skip
         self.in_flight = Gauge(
             "sidecar_in_flight_requests", "Requests being proxied right now.", registry=r
         )

@@ -135,6 +135,14 @@ class CostSettings(_Section, frozen=True):
 HOURS_PER_MONTH = 730.0
 
 
+class AlertSettings(_Section, frozen=True):
+    enabled: bool = True
+    interval_s: float = 30.0
+    slack_webhook_url: str | None = None
+    webhook_urls: list[str] = msgspec.field(default_factory=list)
+    log: bool = True
+
+
 class MetricsSettings(_Section, frozen=True):
     max_label_values: int = 50
 
@@ -149,6 +157,7 @@ class Settings(_Section, frozen=True):
     writer: WriterSettings = msgspec.field(default_factory=WriterSettings)
     compliance: ComplianceSettings = msgspec.field(default_factory=ComplianceSettings)
     cost: CostSettings = msgspec.field(default_factory=CostSettings)
+    alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -175,6 +184,7 @@ _POSITIVE = {
     "writer.retry_initial_s",
     "writer.retry_max_s",
     "metrics.max_label_values",
+    "alerts.interval_s",
 }
 
 

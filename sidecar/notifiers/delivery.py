@@ -32,7 +32,8 @@ class Delivery:
 
 
 class Notifier(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def payload(self, notice: AlertNotice) -> dict[str, Any]: ...
 

@@ -1,0 +1,72 @@
+"""The alert loop a sidecar runs: every ``alerts.interval_s``, one evaluation round and one
+delivery round. A round the database cannot serve is skipped and counted, never turned into a
+false "resolved"."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import aiohttp
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sidecar.alerts.job import deliver_round, evaluate_round
+from sidecar.alerts.readers import DEFAULT_RULES
+from sidecar.metrics import SidecarMetrics
+from sidecar.notifiers.delivery import LogNotifier, Notifier, SlackNotifier, WebhookNotifier
+from sidecar.settings import AlertSettings
+from sidecar.store.models import alert_state_table
+from sidecar.store.writes import is_connectivity_error
+
+logger = logging.getLogger("sidecar.alerts")
+
+
+def build_notifiers(settings: AlertSettings) -> dict[str, Notifier]:
+    notifiers: dict[str, Notifier] = {}
+    if settings.slack_webhook_url:
+        notifiers["slack"] = SlackNotifier("slack", settings.slack_webhook_url)
+    for index, url in enumerate(settings.webhook_urls):
+        name = f"webhook-{index}"
+        notifiers[name] = WebhookNotifier(name, url)
+    if settings.log:
+        notifiers["log"] = LogNotifier()
+    return notifiers
+
+
+async def run_alerts(
+    engine: AsyncEngine, settings: AlertSettings, metrics: SidecarMetrics, ready: asyncio.Event
+) -> None:
+    await ready.wait()  # the schema exists
+    notifiers = build_notifiers(settings)
+    async with aiohttp.ClientSession() as session:
+        while True:
+            await asyncio.sleep(settings.interval_s)
+            now = datetime.now(UTC)
+            try:
+                await evaluate_round(engine, DEFAULT_RULES, notifiers, now)
+                await deliver_round(engine, notifiers, session, now)
+                await _export_firing(engine, metrics)
+            except Exception as exc:
+                metrics.alert_rounds.labels("skipped").inc()
+                if is_connectivity_error(exc):
+                    logger.debug("alert round skipped: database unreachable (%s)", exc)
+                else:
+                    logger.exception("alert round failed")
+                continue
+            metrics.alert_rounds.labels("ok").inc()
+
+
+async def _export_firing(engine: AsyncEngine, metrics: SidecarMetrics) -> None:
+    table = alert_state_table
+    query = (
+        sa.select(table.c.rule, sa.func.count())
+        .where(table.c.status == "firing")
+        .group_by(table.c.rule)
+    )
+    async with engine.connect() as connection:
+        rows = (await connection.execute(query)).all()
+    firing = {str(rule): int(count) for rule, count in rows}
+    for definition in DEFAULT_RULES:
+        metrics.alerts_firing.labels(definition.spec.name).set(firing.get(definition.spec.name, 0))
