@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import uvicorn
 
 from sidecar.app import Sidecar
+from sidecar.asgi import bind_socket, uvicorn_config
 from sidecar.proxy.app import StreamAborted
 from sidecar.settings import Settings
-from sidecar.testing.servers import bind_socket, uvicorn_config
 
 logger = logging.getLogger("sidecar")
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sidecar.app import Sidecar
+from sidecar.asgi import new_event_loop
 from sidecar.serve import BoundPorts, run_sidecar
 from sidecar.settings import Settings
-from sidecar.testing.servers import new_event_loop
 
 T = TypeVar("T")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,15 +11,16 @@ from typing import Any
 
 import uvicorn
 
+from sidecar.asgi import bind_socket, new_event_loop, uvicorn_config
 
-def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    """A listening TCP socket; ``port=0`` lets the kernel pick a free port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
+__all__ = [
+    "RunningServer",
+    "bind_socket",
+    "new_event_loop",
+    "serving",
+    "start_server",
+    "uvicorn_config",
+]
 
 
 @dataclass
@@ -36,23 +36,6 @@ class RunningServer:
     def stop(self, timeout_s: float = 10.0) -> None:
         self.server.should_exit = True
         self.thread.join(timeout_s)
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """A uvloop loop when uvloop is installed (as in production), else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-def uvicorn_config(app: Any, **kwargs: Any) -> uvicorn.Config:
-    """The uvicorn settings the sidecar uses in production (uvloop + httptools when present)."""
-    kwargs.setdefault("log_level", "warning")
-    kwargs.setdefault("access_log", False)
-    kwargs.setdefault("lifespan", "auto")
-    return uvicorn.Config(app, loop="auto", http="auto", **kwargs)
 
 
 def start_server(app: Any, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> RunningServer:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import uvicorn
 
+from sidecar.asgi import uvicorn_config
 from sidecar.testing.fake_vllm import admin
 from sidecar.testing.fake_vllm.admin import RouteRequest
 from sidecar.testing.fake_vllm.bodies import (
@@ -57,7 +58,6 @@ from sidecar.testing.fake_vllm.metrics import FakeVllmMetrics
 from sidecar.testing.fake_vllm.outputs import Knobs, plan_choices, read_knobs
 from sidecar.testing.fake_vllm.requests import GenerationRequest, parse_generation_request
 from sidecar.testing.fake_vllm.text import fingerprint
-from sidecar.testing.servers import uvicorn_config
 
 __all__ = ["FakeVllm", "FakeVllmConfig", "create_fake_vllm", "serve_fake_vllm"]
 
