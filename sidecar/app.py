@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.admin import Readiness, create_admin_app
+from sidecar.alerts.readers import rule_definitions
 from sidecar.alerts.runner import run_alerts
 from sidecar.errors import ConfigError
 from sidecar.feedback.api import create_feedback_app
@@ -79,6 +80,7 @@ class Sidecar:
         self.writer: LogWriter | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.schema_ready = asyncio.Event()
+        self.alert_rules = rule_definitions(settings.alerts.rules)  # a bad rule stops the start
 
     async def start(self) -> None:
         settings = self.settings
@@ -152,7 +154,9 @@ class Sidecar:
     def _alert_tasks(self) -> list[asyncio.Task[Any]]:
         if not self.settings.alerts.enabled or self.engine is None:
             return []
-        loop = run_alerts(self.engine, self.settings.alerts, self.metrics, self.schema_ready)
+        loop = run_alerts(
+            self.engine, self.settings.alerts, self.alert_rules, self.metrics, self.schema_ready
+        )
         return [asyncio.create_task(loop, name="alerts")]
 
     async def _write(self, schema_ready: bool) -> None:

@@ -97,8 +97,11 @@ def check_config(config_path: str | None) -> None:
     from sidecar.validators.compliance import Compliance
 
     settings = _settings(config_path)
+    from sidecar.alerts.readers import rule_definitions
+
     try:
         schemas = Compliance(settings.compliance).registry.names()
+        rule_definitions(settings.alerts.rules)
     except ConfigError as exc:
         raise click.ClickException(f"configuration error: {exc}") from exc
     click.echo(

@@ -135,8 +135,27 @@ class CostSettings(_Section, frozen=True):
 HOURS_PER_MONTH = 730.0
 
 
+class AlertRuleSettings(_Section, frozen=True):
+    name: str
+    kind: str | None = (
+        None  # a reader: latency, compliance_rate, error_rate, throughput, satisfaction
+    )
+    threshold: float | None = None
+    comparison: Literal["above", "below"] | None = None
+    window_s: float | None = None
+    for_s: float | None = None
+    min_samples: int | None = None
+    repeat_interval_s: float | None = None
+    severity: str | None = None
+    group_by: list[str] | None = None
+    quantile: float | None = None
+    metric: Literal["latency", "ttft"] | None = None
+    enabled: bool = True
+
+
 class AlertSettings(_Section, frozen=True):
     enabled: bool = True
+    rules: list[AlertRuleSettings] = msgspec.field(default_factory=list)
     interval_s: float = 30.0
     slack_webhook_url: str | None = None
     webhook_urls: list[str] = msgspec.field(default_factory=list)

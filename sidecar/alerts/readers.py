@@ -7,9 +7,10 @@ reader would.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sidecar.alerts.evaluate import Reading, RuleSpec, Scope
+from sidecar.errors import ConfigError
+from sidecar.settings import AlertRuleSettings
 from sidecar.store.models import feedback_table, requests_table
 
 SCOPE_COLUMNS = {"model": "model", "adapter": "adapter", "schema": "schema_name"}
@@ -152,6 +155,8 @@ async def throughput(
     rows = (await connection.execute(query)).mappings().all()
     readings = [Reading(definition.spec.name, _scope(definition, row), row["n"] / definition.window_s, row["n"])
                 for row in rows]  # fmt: skip
+    if not readings and not definition.group_by:
+        readings = [Reading(definition.spec.name, (), 0.0, 0)]  # no traffic at all is a reading
     return sorted(readings, key=lambda found: found.scope)
 
 
@@ -189,3 +194,49 @@ DEFAULT_RULES = (
     RuleDefinition(RuleSpec("satisfaction", 80.0, "below", for_s=0, min_samples=30, severity="warning"),
                    "satisfaction", window_s=86400, group_by=("model",)),
 )  # fmt: skip
+
+
+def rule_definitions(configured: Sequence[AlertRuleSettings]) -> list[RuleDefinition]:
+    """The built-in rules, overridden, disabled or extended by ``alerts.rules`` (by name)."""
+    rules = {definition.spec.name: definition for definition in DEFAULT_RULES}
+    for entry in configured:
+        where = f"alerts.rules[{entry.name}]"
+        if not entry.enabled:
+            rules.pop(entry.name, None)
+            continue
+        base = rules.get(entry.name)
+        if base is None:
+            missing = [f for f in ("kind", "threshold", "comparison") if getattr(entry, f) is None]
+            if missing:
+                raise ConfigError(f"{where}: a new rule needs {', '.join(missing)}")
+            base = RuleDefinition(RuleSpec(entry.name, 0.0), entry.kind or "")
+        kind = entry.kind or base.kind
+        if kind not in READERS:
+            raise ConfigError(
+                f"{where}.kind: unknown reader {kind!r}; known: {', '.join(sorted(READERS))}"
+            )
+        group_by = tuple(entry.group_by) if entry.group_by is not None else base.group_by
+        unknown = [name for name in group_by if name not in SCOPE_COLUMNS]
+        if unknown:
+            raise ConfigError(
+                f"{where}.group_by: {unknown[0]!r} is not one of {', '.join(SCOPE_COLUMNS)}"
+            )
+        options = dict(base.options)
+        if entry.quantile is not None:
+            if not 0 < entry.quantile < 1:
+                raise ConfigError(
+                    f"{where}.quantile: must be between 0 and 1, got {entry.quantile}"
+                )
+            options["quantile"] = entry.quantile
+        if entry.metric is not None:
+            options["metric"] = entry.metric
+        window_s = entry.window_s if entry.window_s is not None else base.window_s
+        if window_s <= 0:
+            raise ConfigError(f"{where}.window_s: must be greater than 0")
+        spec = dataclasses.replace(base.spec, **{
+            field: getattr(entry, field)
+            for field in ("threshold", "comparison", "for_s", "min_samples", "repeat_interval_s", "severity")
+            if getattr(entry, field) is not None
+        })  # fmt: skip
+        rules[entry.name] = RuleDefinition(spec, kind, window_s, group_by, options)
+    return list(rules.values())

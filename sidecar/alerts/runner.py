@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.alerts.job import deliver_round, evaluate_round
-from sidecar.alerts.readers import DEFAULT_RULES
+from sidecar.alerts.readers import RuleDefinition
 from sidecar.metrics import SidecarMetrics
 from sidecar.notifiers.delivery import LogNotifier, Notifier, SlackNotifier, WebhookNotifier
 from sidecar.settings import AlertSettings
@@ -36,7 +36,11 @@ def build_notifiers(settings: AlertSettings) -> dict[str, Notifier]:
 
 
 async def run_alerts(
-    engine: AsyncEngine, settings: AlertSettings, metrics: SidecarMetrics, ready: asyncio.Event
+    engine: AsyncEngine,
+    settings: AlertSettings,
+    rules: list[RuleDefinition],
+    metrics: SidecarMetrics,
+    ready: asyncio.Event,
 ) -> None:
     await ready.wait()  # the schema exists
     notifiers = build_notifiers(settings)
@@ -45,9 +49,9 @@ async def run_alerts(
             await asyncio.sleep(settings.interval_s)
             now = datetime.now(UTC)
             try:
-                await evaluate_round(engine, DEFAULT_RULES, notifiers, now)
+                await evaluate_round(engine, rules, notifiers, now)
                 await deliver_round(engine, notifiers, session, now)
-                await _export_firing(engine, metrics)
+                await _export_firing(engine, metrics, rules)
             except Exception as exc:
                 metrics.alert_rounds.labels("skipped").inc()
                 if is_connectivity_error(exc):
@@ -58,7 +62,9 @@ async def run_alerts(
             metrics.alert_rounds.labels("ok").inc()
 
 
-async def _export_firing(engine: AsyncEngine, metrics: SidecarMetrics) -> None:
+async def _export_firing(
+    engine: AsyncEngine, metrics: SidecarMetrics, rules: list[RuleDefinition]
+) -> None:
     table = alert_state_table
     query = (
         sa.select(table.c.rule, sa.func.count())
@@ -68,5 +74,5 @@ async def _export_firing(engine: AsyncEngine, metrics: SidecarMetrics) -> None:
     async with engine.connect() as connection:
         rows = (await connection.execute(query)).all()
     firing = {str(rule): int(count) for rule, count in rows}
-    for definition in DEFAULT_RULES:
+    for definition in rules:
         metrics.alerts_firing.labels(definition.spec.name).set(firing.get(definition.spec.name, 0))

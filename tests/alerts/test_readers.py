@@ -76,3 +76,13 @@ async def test_one_alert_per_breaching_scope(engine: AsyncEngine) -> None:
     assert [(t.scope, t.event, t.value) for t in transitions] == [
         ((("model", "support"),), "firing", 900.0)
     ]
+
+
+async def test_no_traffic_at_all_reads_as_zero_throughput(engine: AsyncEngine) -> None:
+    plan = RuleDefinition(RuleSpec("throughput_below_plan", 5.0, "below", min_samples=0), "throughput",
+                          window_s=300, group_by=())  # fmt: skip
+    assert await read(engine, plan) == {(): (0.0, 0)}
+    async with engine.connect() as connection:
+        readings = await READERS["throughput"](connection, plan, NOW)
+    _, transitions = evaluate({plan.spec.name: plan.spec}, readings, {}, NOW)
+    assert [t.event for t in transitions] == ["firing"]
