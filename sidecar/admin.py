@@ -26,6 +26,7 @@ from sidecar.reports.base import REPORTS, ReportWindow, parse_since, run_report
 from sidecar.reports.catalog import load_reports
 from sidecar.reports.render import as_csv
 from sidecar.settings import CostSettings
+from sidecar.store.alerts import load_states, recent_events
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +104,23 @@ def create_admin_app(
             return Response(as_csv(table), media_type="text/csv")
         return Response({"report": table.title, "rows": table.records(), "notes": table.notes})
 
+    @get("/alerts", guards=[require_token])
+    async def show_alerts() -> dict[str, Any]:
+        store = engine() if engine is not None else None
+        if store is None:
+            raise ServiceUnavailableException("the store is not open yet")
+        async with store.connect() as connection:
+            states = await load_states(connection)
+            events = await recent_events(connection)
+        active = [
+            {"rule": state.rule, "scope": dict(state.scope), "status": state.status,
+             "value": state.value, "since": (state.fired_at or state.active_since)}
+            for state in states.values() if state.status != "inactive"
+        ]  # fmt: skip
+        return {"active": active, "recent": events}
+
     return Litestar(
-        route_handlers=[metrics_endpoint, healthz, readyz, list_reports, show_report],
+        route_handlers=[metrics_endpoint, healthz, readyz, list_reports, show_report, show_alerts],
         openapi_config=None,
         debug=False,
     )

@@ -11,24 +11,10 @@ from typing import Any
 
 import click
 
+from sidecar.cli_alerts import alerts
+from sidecar.cli_common import CONTEXT, config_option, database_option, load, require_schema
 from sidecar.errors import ConfigError
-from sidecar.settings import Settings, load_settings
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-config_option = click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), envvar="SIDECAR_CONFIG",
-    help="YAML configuration file (default: $SIDECAR_CONFIG; every key is optional).",
-)  # fmt: skip
-database_option = click.option(
-    "--database-url", help="postgresql://user@host:5432/db or sqlite:///path.db (overrides config)."
-)
-
-
-def _settings(config_path: str | None, **overrides: dict[str, Any]) -> Settings:
-    try:
-        return load_settings(config_path, overrides=overrides)
-    except ConfigError as exc:
-        raise click.ClickException(f"configuration error: {exc}") from exc
+from sidecar.settings import Settings
 
 
 def _run(coroutine: Coroutine[Any, Any, None]) -> None:
@@ -74,7 +60,7 @@ def serve(
     """Run the proxy and the admin server until SIGTERM or Ctrl-C."""
     from sidecar.serve import run_sidecar
 
-    settings = _settings(
+    settings = load(
         config_path,
         proxy={"host": host, "port": port},
         admin={"port": admin_port},
@@ -96,7 +82,7 @@ def check_config(config_path: str | None) -> None:
     """Validate the configuration; exit 0, or name the bad key and the fix."""
     from sidecar.validators.compliance import Compliance
 
-    settings = _settings(config_path)
+    settings = load(config_path)
     from sidecar.alerts.readers import rule_definitions
 
     try:
@@ -125,7 +111,7 @@ def upgrade(config_path: str | None, database_url: str | None, revision: str) ->
     from sidecar.store.migrate import current
     from sidecar.store.migrate import upgrade as run_upgrade
 
-    url = _settings(config_path, database={"url": database_url}).database.url
+    url = load(config_path, database={"url": database_url}).database.url
     run_upgrade(url, revision)
     click.echo(f"database at revision {current(url)}")
 
@@ -137,7 +123,7 @@ def db_current(config_path: str | None, database_url: str | None) -> None:
     """Print the schema revision the database is at."""
     from sidecar.store.migrate import current
 
-    url = _settings(config_path, database={"url": database_url}).database.url
+    url = load(config_path, database={"url": database_url}).database.url
     click.echo(current(url) or "empty (run `sidecar db upgrade`)")
 
 
@@ -198,7 +184,7 @@ def report(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
-    settings = _settings(config_path, database={"url": database_url})
+    settings = load(config_path, database={"url": database_url})
     window = dataclasses.replace(window, cost=settings.cost)
     table = _run_report(settings, name, window)
     if output == "csv":
@@ -214,7 +200,7 @@ def _run_report(settings: Settings, name: str, window: Any) -> Any:
     from sidecar.reports.base import run_report
     from sidecar.store.engine import create_engine
 
-    _require_schema(settings)
+    require_schema(settings)
 
     async def go() -> Any:
         engine = create_engine(settings.database.url)
@@ -281,8 +267,8 @@ def training_data(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
-    settings = _settings(config_path, database={"url": database_url})
-    _require_schema(settings)
+    settings = load(config_path, database={"url": database_url})
+    require_schema(settings)
     out = Path(out_path)
     holdout_path = out.with_suffix(".holdout.jsonl") if holdout else None
 
@@ -312,16 +298,6 @@ def training_data(
     click.echo(f"by reason: {reasons or 'none'}; duplicate prompts skipped: {summary.duplicates}")
     for why, count in summary.skipped.items():
         click.echo(f"skipped {count}: {why}")
-
-
-def _require_schema(settings: Settings) -> None:
-    from sidecar.store.migrate import current, head
-
-    if current(settings.database.url) != head():
-        raise click.ClickException(
-            f"the database at {settings.database.url} is not at the latest schema; "
-            "run `sidecar db upgrade` (or start `sidecar serve`) first"
-        )
 
 
 @main.command(context_settings=CONTEXT)
@@ -370,3 +346,6 @@ def fake_vllm(
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+main.add_command(alerts)

@@ -40,3 +40,8 @@ def test_admin_token_guards_everything_but_the_probes(
         authorised = {"authorization": "Bearer s3cret"}
         assert httpx.get(f"{sidecar.admin_url}/metrics", headers=authorised).status_code == 200
         assert httpx.get(f"{sidecar.admin_url}/healthz").status_code == 200
+
+
+def test_alerts_endpoint_lists_active_alerts_and_transitions(sidecar: RunningSidecar) -> None:
+    body = httpx.get(f"{sidecar.admin_url}/alerts").json()
+    assert body == {"active": [], "recent": []}

@@ -20,7 +20,14 @@ from sidecar.alerts.evaluate import Silence, Transition, evaluate
 from sidecar.alerts.readers import READERS, RuleDefinition
 from sidecar.notifiers.delivery import Notifier, too_old
 from sidecar.notifiers.payloads import AlertNotice
-from sidecar.store.alerts import claim_due, load_states, record_attempt, save_round, try_lock
+from sidecar.store.alerts import (
+    active_silences,
+    claim_due,
+    load_states,
+    record_attempt,
+    save_round,
+    try_lock,
+)
 
 logger = logging.getLogger("sidecar.alerts")
 MAX_AGE_S = 3600.0
@@ -57,7 +64,8 @@ async def evaluate_round(
             readings += await READERS[definition.kind](connection, definition, now)
         before = await load_states(connection)
         specs = {name: definition.spec for name, definition in by_name.items()}
-        after, transitions = evaluate(specs, readings, before, now, silences)
+        muted = [*silences, *await active_silences(connection, now)]
+        after, transitions = evaluate(specs, readings, before, now, muted)
         outbox = []
         for transition in transitions:
             if not transition.notify:

@@ -10,8 +10,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sidecar.alerts.evaluate import AlertState, Scope, Transition
-from sidecar.store.models import alert_events_table, alert_outbox_table, alert_state_table
+from sidecar.alerts.evaluate import AlertState, Scope, Silence, Transition
+from sidecar.store.models import (
+    alert_events_table,
+    alert_outbox_table,
+    alert_silences_table,
+    alert_state_table,
+)
 
 ADVISORY_LOCK_KEY = 0x51DEC4A1  # "only one replica evaluates alerts at a time"
 
@@ -132,3 +137,27 @@ async def record_attempt(
     else:
         values["failed_at"] = now
     await connection.execute(sa.update(table).where(table.c.id == item.id).values(values))
+
+
+async def active_silences(connection: AsyncConnection, now: datetime) -> list[Silence]:
+    table = alert_silences_table
+    rows = (await connection.execute(sa.select(table).where(table.c.until > now))).mappings()
+    return [
+        Silence(row["rule"], _utc(row["until"]) or now,
+                tuple(sorted((str(k), str(v)) for k, v in dict(row["matchers"]).items())))
+        for row in rows
+    ]  # fmt: skip
+
+
+async def add_silence(
+    connection: AsyncConnection, rule: str, matchers: dict[str, str], until: datetime, now: datetime,
+    comment: str | None = None,
+) -> None:  # fmt: skip
+    await connection.execute(sa.insert(alert_silences_table).values(
+        rule=rule, matchers=matchers, until=until, created_at=now, comment=comment))  # fmt: skip
+
+
+async def recent_events(connection: AsyncConnection, limit: int = 20) -> list[dict[str, Any]]:
+    table = alert_events_table
+    query = sa.select(table).order_by(table.c.id.desc()).limit(limit)
+    return [dict(row) for row in (await connection.execute(query)).mappings()]

@@ -299,7 +299,28 @@ class AlertOutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(sa.Text, comment="Why the last attempt failed.")
 
 
+class AlertSilenceRow(Base):
+    """Silences: matching alerts keep their state but send nothing."""
+
+    __tablename__ = "alert_silences"
+    __table_args__ = ({"comment": "Silences: matching alerts keep their state but send nothing."},)
+
+    id: Mapped[int] = mapped_column(
+        sa.Integer, primary_key=True, autoincrement=True, comment="Row id."
+    )
+    rule: Mapped[str] = mapped_column(sa.String(100), comment="The rule silenced.")
+    matchers: Mapped[JsonValue] = mapped_column(
+        json_document(),
+        nullable=False,
+        comment="Labels that must all match the alert's scope ({} = every scope).",
+    )
+    until: Mapped[datetime] = mapped_column(UtcDateTime, comment="Silenced until then.")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, comment="When it was created.")
+    comment: Mapped[str | None] = mapped_column(sa.Text, comment="Why.")
+
+
 metadata = Base.metadata
+alert_silences_table: sa.Table = AlertSilenceRow.__table__  # type: ignore[assignment]
 alert_state_table: sa.Table = AlertStateRow.__table__  # type: ignore[assignment]
 alert_events_table: sa.Table = AlertEventRow.__table__  # type: ignore[assignment]
 alert_outbox_table: sa.Table = AlertOutboxRow.__table__  # type: ignore[assignment]

@@ -1,0 +1,36 @@
+"""Pieces shared by the command-line modules: options, settings loading, schema check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from sidecar.errors import ConfigError
+from sidecar.settings import Settings, load_settings
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), envvar="SIDECAR_CONFIG",
+    help="YAML configuration file (default: $SIDECAR_CONFIG; every key is optional).",
+)  # fmt: skip
+database_option = click.option(
+    "--database-url", help="postgresql://user@host:5432/db or sqlite:///path.db (overrides config)."
+)
+
+
+def load(config_path: str | None, **overrides: dict[str, Any]) -> Settings:
+    try:
+        return load_settings(config_path, overrides=overrides)
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from exc
+
+
+def require_schema(settings: Settings) -> None:
+    from sidecar.store.migrate import current, head
+
+    if current(settings.database.url) != head():
+        raise click.ClickException(
+            f"the database at {settings.database.url} is not at the latest schema; "
+            "run `sidecar db upgrade` (or start `sidecar serve`) first"
+        )
