@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -51,11 +52,21 @@ def _retry_after(response: aiohttp.ClientResponse, attempts: int) -> float:
     return float(header) if header.isdigit() else backoff_s(attempts)
 
 
-async def _post(
-    session: aiohttp.ClientSession, url: str, payload: dict[str, Any]
-) -> tuple[int, str, aiohttp.ClientResponse]:
-    async with asyncio.timeout(SEND_TIMEOUT_S), session.post(url, json=payload) as response:
-        return response.status, (await response.text())[:300], response
+async def _send(
+    session: aiohttp.ClientSession,
+    url: str,
+    payload: dict[str, Any],
+    attempts: int,
+    judge: Callable[[int, str, float], Delivery],
+) -> Delivery:
+    """POST ``payload``; network failures retry with backoff, answers go to ``judge``
+    (status, body, seconds to wait before a retry: Retry-After or the backoff)."""
+    try:
+        async with asyncio.timeout(SEND_TIMEOUT_S), session.post(url, json=payload) as response:
+            body = (await response.text())[:300]
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return Delivery(False, f"{type(exc).__name__}: {exc}", backoff_s(attempts))
+    return judge(response.status, body, _retry_after(response, attempts))
 
 
 @dataclass(frozen=True)
@@ -69,16 +80,14 @@ class SlackNotifier:
     async def send(
         self, session: aiohttp.ClientSession, payload: dict[str, Any], attempts: int
     ) -> Delivery:
-        try:
-            status, body, response = await _post(session, self.url, payload)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return Delivery(False, f"{type(exc).__name__}: {exc}", backoff_s(attempts))
+        return await _send(session, self.url, payload, attempts, self._judge)
+
+    @staticmethod
+    def _judge(status: int, body: str, retry_s: float) -> Delivery:
         if status == 200 and body.strip() == "ok":
             return Delivery(True)
-        if status == 429:
-            return Delivery(False, "rate limited (429)", _retry_after(response, attempts))
-        if status >= 500:
-            return Delivery(False, f"Slack answered {status} {body}", backoff_s(attempts))
+        if status == 429 or status >= 500:
+            return Delivery(False, f"Slack answered {status} {body}", retry_s)
         return Delivery(False, f"Slack refused it for good: {status} {body}")
 
 
@@ -95,16 +104,14 @@ class WebhookNotifier:
     async def send(
         self, session: aiohttp.ClientSession, payload: dict[str, Any], attempts: int
     ) -> Delivery:
-        try:
-            status, body, response = await _post(session, self.url, payload)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return Delivery(False, f"{type(exc).__name__}: {exc}", backoff_s(attempts))
+        return await _send(session, self.url, payload, attempts, self._judge)
+
+    @staticmethod
+    def _judge(status: int, body: str, retry_s: float) -> Delivery:
         if 200 <= status < 300:
             return Delivery(True)
         if status == 429 or status >= 500:
-            return Delivery(
-                False, f"webhook answered {status} {body}", _retry_after(response, attempts)
-            )
+            return Delivery(False, f"webhook answered {status} {body}", retry_s)
         return Delivery(False, f"webhook refused it for good: {status} {body}")
 
 

@@ -33,8 +33,7 @@ async def cost(connection: AsyncConnection, window: ReportWindow) -> ReportTable
                "long_prompt_monthly_usd"]  # fmt: skip
     if not row.requests:
         return ReportTable("Cost", columns, [], ["no completed generations in this window"])
-    first = row.first if row.first.tzinfo else row.first.replace(tzinfo=window.since.tzinfo)
-    span = max(window.until - max(first, window.since), MIN_SPAN)
+    span = max(window.until - max(row.first, window.since), MIN_SPAN)  # row.first: aware UTC
     traffic = Traffic(row.requests, int(row.prompt), int(row.completion), span / timedelta(days=1))
     settings = window.cost
     gpu = settings.monthly_gpu_usd

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -49,16 +49,10 @@ async def load_states(connection: AsyncConnection) -> dict[tuple[str, Scope], Al
     for row in (await connection.execute(sa.select(alert_state_table))).mappings():
         scope: Scope = tuple(sorted((str(k), str(v)) for k, v in dict(row["scope"]).items()))
         states[(row["rule"], scope)] = AlertState(
-            row["rule"], scope, row["status"], _utc(row["active_since"]), _utc(row["fired_at"]),
-            _utc(row["last_sent_at"]), row["value"],
+            row["rule"], scope, row["status"], row["active_since"], row["fired_at"],
+            row["last_sent_at"], row["value"],
         )  # fmt: skip
     return states
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 async def save_round(
@@ -119,7 +113,7 @@ async def claim_due(
     if connection.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     rows = (await connection.execute(query)).mappings().all()
-    return [OutboxItem(row["id"], row["notifier"], dict(row["payload"]), row["attempts"], _utc(row["created_at"]) or now)
+    return [OutboxItem(row["id"], row["notifier"], dict(row["payload"]), row["attempts"], row["created_at"])
             for row in rows]  # fmt: skip
 
 
@@ -143,7 +137,7 @@ async def active_silences(connection: AsyncConnection, now: datetime) -> list[Si
     table = alert_silences_table
     rows = (await connection.execute(sa.select(table).where(table.c.until > now))).mappings()
     return [
-        Silence(row["rule"], _utc(row["until"]) or now,
+        Silence(row["rule"], row["until"],
                 tuple(sorted((str(k), str(v)) for k, v in dict(row["matchers"]).items())))
         for row in rows
     ]  # fmt: skip

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
@@ -87,10 +86,6 @@ def _feedback(row: Any) -> Feedback:
     return Feedback(
         request_id=row["request_id"], user_id=row["user_id"], rating=row["rating"],
         score=row["score"], satisfied=bool(row["satisfied"]), escalated=bool(row["escalated"]),
-        comment=row["comment"], created_at=_aware(row["created_at"]),
-        updated_at=_aware(row["updated_at"]),
+        comment=row["comment"], created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )  # fmt: skip
-
-
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
