@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install run test check lint format types bench test-slow clean
+.PHONY: install run test check lint format types bench bench-alerts test-slow clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -37,6 +37,10 @@ types: install
 ## Proxy overhead vs a direct call to the same fake upstream; writes docs/benchmarks.md.
 bench: install
 	$(PY) -m bench.proxy_bench --write docs/benchmarks.md
+
+## Alert round cost at 100k and 5M rows (must not grow); writes its section of docs/benchmarks.md.
+bench-alerts: install
+	$(PY) -m bench.alerts_eval --write docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .sidecar .mypy_cache .ruff_cache .pytest_cache
