@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
@@ -20,6 +21,9 @@ from sidecar.alerts.readers import rule_definitions
 from sidecar.alerts.runner import run_alerts
 from sidecar.errors import ConfigError
 from sidecar.feedback.api import create_feedback_app
+from sidecar.judge.client import JudgeClient
+from sidecar.judge.job import JudgeJob, Rubrics, build_sampler
+from sidecar.judge.runner import run_judge
 from sidecar.logqueue.spool import Spool
 from sidecar.logqueue.writer import LogPipeline, LogWriter
 from sidecar.metrics import SidecarMetrics
@@ -81,6 +85,12 @@ class Sidecar:
         self._tasks: list[asyncio.Task[Any]] = []
         self.schema_ready = asyncio.Event()
         self.alert_rules = rule_definitions(settings.alerts.rules)  # a bad rule stops the start
+        self.rubrics = Rubrics(settings.judge) if settings.judge.enabled else None  # likewise
+        self.sampler = (
+            build_sampler(settings.judge, self.rubrics, random.Random())
+            if self.rubrics is not None
+            else None
+        )
 
     async def start(self) -> None:
         settings = self.settings
@@ -101,10 +111,12 @@ class Sidecar:
             self.pipeline.wake,
             on_rows=self._after_rows,
             check_schemas=self._check_schemas,
+            sampler=self.sampler,
         )
         self._tasks = [
             asyncio.create_task(self._write(schema_ready), name="log-writer"),
             *self._alert_tasks(),
+            *self._judge_tasks(),
             asyncio.create_task(
                 self.catalog.run(
                     self.upstream, settings.upstream.models_refresh_s, self.catalog_wake
@@ -158,6 +170,19 @@ class Sidecar:
             self.engine, self.settings.alerts, self.alert_rules, self.metrics, self.schema_ready
         )
         return [asyncio.create_task(loop, name="alerts")]
+
+    def _judge_tasks(self) -> list[asyncio.Task[Any]]:
+        if self.rubrics is None or self.engine is None:
+            return []
+        job = JudgeJob(
+            self.engine,
+            self.settings.judge,
+            self.metrics,
+            JudgeClient(self.settings.judge),
+            rubrics=self.rubrics,
+            sampler=self.sampler,
+        )
+        return [asyncio.create_task(run_judge(job, self.schema_ready), name="judge")]
 
     async def _write(self, schema_ready: bool) -> None:
         """Run the writer, after the schema upgrade when the database was away at start."""

@@ -34,3 +34,25 @@ class UpstreamTimeout(UpstreamError):
 
 class StoreUnavailable(SidecarError):
     """The database cannot be reached right now; the caller should retry later."""
+
+
+class JudgeError(SidecarError):
+    """A judge call failed; ``kind`` is the metric label (unavailable, rejected, reply)."""
+
+    kind = "unavailable"
+
+    def __init__(self, message: str, *, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.attempts = attempts  # calls made, for the daily budget
+
+
+class JudgeUnavailable(JudgeError):
+    """Down, timing out, 5xx or rate-limited past the retries: try again next round."""
+
+    kind = "unavailable"
+
+
+class JudgeRejected(JudgeError):
+    """A 4xx other than 429 (bad key, unknown model, bad request): retrying will not help."""
+
+    kind = "rejected"

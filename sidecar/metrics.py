@@ -14,6 +14,7 @@ OTHER = "other"
 LATENCY_BUCKETS_S = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 )  # fmt: skip
+SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 TTFT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -116,6 +117,32 @@ class SidecarMetrics:
         self.writer_lag = Gauge(
             "sidecar_log_writer_lag_seconds",
             "Age of the oldest record the writer committed last (request start to commit).",
+            registry=r,
+        )  # fmt: skip
+        self.judge_score = Histogram(
+            "sidecar_judge_score",
+            "Judge overall scores, normalised to 0-1 ((score - low) / (high - low)), by model "
+            "and rubric.",
+            ["model", "rubric"], buckets=SCORE_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.judge_requests = Counter(
+            "sidecar_judge_requests",
+            "Samples the judge job handled, by result (scored, error, unjudgeable, unavailable).",
+            ["result"], registry=r,
+        )  # fmt: skip
+        self.judge_samples = Counter(
+            "sidecar_judge_samples",
+            "Requests sampled for the judge by the log writer, by reason (random, floor, "
+            "schema_invalid, error).",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.judge_cost = Counter(
+            "sidecar_judge_cost_usd", "Judge spend at the configured prices, in US dollars.",
+            registry=r,
+        )  # fmt: skip
+        self.judge_budget_exhausted = Gauge(
+            "sidecar_judge_budget_exhausted",
+            "1 while the judge's daily call or cost cap is reached (sampling paused).",
             registry=r,
         )  # fmt: skip
         self.upstream_up = Gauge(

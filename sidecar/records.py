@@ -121,6 +121,7 @@ class LoggedRequest:
     schema_verdict: str | None = None
     schema_error_count: int | None = None
     schema_errors: JsonValue = None  # [{"path": JSON pointer, "message": ...}, ...] (first few)
+    judge_sample: str | None = None  # sidecar.judge.sampling.SampleReason, when sampled
 
     def as_row(self) -> dict[str, Any]:
         """Column name -> value, for the store's insert."""

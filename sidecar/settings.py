@@ -162,6 +162,49 @@ class AlertSettings(_Section, frozen=True):
     log: bool = True
 
 
+class JudgeRuleSettings(_Section, frozen=True):
+    """Which traffic a rubric and sample rate apply to (first match wins)."""
+
+    name: str
+    model: str | None = None
+    adapter: str | None = None
+    schema: str | None = None
+    sample_rate: float | None = None  # default: judge.sample_rate
+    rubric: str | None = None  # a rubric YAML file; default: the built-in rubric
+
+
+class JudgeSettings(_Section, frozen=True):
+    enabled: bool = False
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "gpt-4o-mini"
+    api_key: str | None = None  # write ${OPENAI_API_KEY} to take it from the environment
+    sample_rate: float = 0.05
+    min_samples_per_window: int = 5
+    sample_window_s: float = 3600.0
+    always_sample: list[Literal["schema_invalid", "thumbs_down", "error"]] = msgspec.field(
+        default_factory=lambda: ["schema_invalid", "thumbs_down"]
+    )
+    rubric: str | None = None
+    rules: list[JudgeRuleSettings] = msgspec.field(default_factory=list)
+    interval_s: float = 30.0
+    batch_size: int = 20
+    lookback_s: float = 7 * 86400.0
+    concurrency: int = 4
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    claim_timeout_s: float = 600.0
+    max_calls_per_day: int = 2000
+    max_cost_per_day_usd: float = 5.0
+    input_per_million_usd: float = 0.15
+    output_per_million_usd: float = 0.60
+    batch_cron: str | None = None  # e.g. "0 3 * * 1": every Monday 03:00 UTC
+    batch_samples: int = 200
+    baseline_auto_samples: int = 200
+    max_drop: float = 0.10
+    confidence: float = 0.95
+    min_samples: int = 30
+
+
 class MetricsSettings(_Section, frozen=True):
     max_label_values: int = 50
 
@@ -177,6 +220,7 @@ class Settings(_Section, frozen=True):
     compliance: ComplianceSettings = msgspec.field(default_factory=ComplianceSettings)
     cost: CostSettings = msgspec.field(default_factory=CostSettings)
     alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
+    judge: JudgeSettings = msgspec.field(default_factory=JudgeSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -204,6 +248,16 @@ _POSITIVE = {
     "writer.retry_max_s",
     "metrics.max_label_values",
     "alerts.interval_s",
+    "judge.sample_window_s",
+    "judge.interval_s",
+    "judge.batch_size",
+    "judge.lookback_s",
+    "judge.concurrency",
+    "judge.timeout_s",
+    "judge.claim_timeout_s",
+    "judge.batch_samples",
+    "judge.baseline_auto_samples",
+    "judge.min_samples",
 }
 
 
@@ -233,7 +287,39 @@ def _check_values(settings: Settings) -> None:
         raise ConfigError("compliance.workers: must be 0 (check in-process) or more")
     if settings.spool.segment_bytes > settings.spool.max_bytes:
         raise ConfigError("spool.segment_bytes: must not exceed spool.max_bytes")
+    _check_judge(settings.judge)
     database_url(settings.database.url)  # raises ConfigError on an unsupported scheme
+
+
+def _check_judge(judge: JudgeSettings) -> None:
+    rates = [("judge.sample_rate", judge.sample_rate)] + [
+        (f"judge.rules[{rule.name}].sample_rate", rule.sample_rate)
+        for rule in judge.rules
+        if rule.sample_rate is not None
+    ]
+    for where, rate in rates:
+        if not 0.0 <= rate <= 1.0:
+            raise ConfigError(f"{where}: a share between 0 and 1 (0.05 = 5%), got {rate}")
+    if not 0.0 < judge.max_drop < 1.0:
+        raise ConfigError(
+            f"judge.max_drop: a share between 0 and 1 (0.10 = 10%), got {judge.max_drop}"
+        )
+    if not 0.5 <= judge.confidence < 1.0:
+        raise ConfigError(
+            f"judge.confidence: between 0.5 and 1 (e.g. 0.95), got {judge.confidence}"
+        )
+    for key in ("min_samples_per_window", "max_retries", "max_calls_per_day"):
+        if getattr(judge, key) < 0:
+            raise ConfigError(f"judge.{key}: must not be negative")
+    if (
+        min(judge.max_cost_per_day_usd, judge.input_per_million_usd, judge.output_per_million_usd)
+        < 0
+    ):
+        raise ConfigError("judge: prices and the daily cost cap must not be negative")
+    if judge.enabled and not judge.base_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"judge.base_url: must start with http:// or https://, got {judge.base_url!r}"
+        )
 
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -20,6 +20,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.errors import StoreUnavailable
+from sidecar.judge.sampling import Sampler
 from sidecar.logqueue.rows import IdentifyModel, prepare_row, with_verdict
 from sidecar.logqueue.spool import Spool
 from sidecar.metrics import SidecarMetrics
@@ -73,6 +74,7 @@ class LogWriter:
         wake: asyncio.Event,
         on_rows: RowHook | None = None,
         check_schemas: CheckSchemas | None = None,
+        sampler: Sampler | None = None,
     ) -> None:
         self.spool = spool
         self.engine = engine
@@ -82,6 +84,7 @@ class LogWriter:
         self.wake = wake
         self.on_rows = on_rows
         self.check_schemas = check_schemas
+        self.sampler = sampler
         self._decode = msgspec.msgpack.Decoder(Exchange).decode
         self.healthy = True
         self.last_error: str | None = None
@@ -169,7 +172,19 @@ class LogWriter:
             else:
                 for index, verdict in zip(checked, verdicts, strict=True):
                     rows[index] = with_verdict(rows[index], verdict)
+        if self.sampler is not None:
+            self._sample(rows)
         return rows
+
+    def _sample(self, rows: list[LoggedRequest]) -> None:
+        """Mark the rows the judge will score (after the verdict: schema failures are sampled)."""
+        assert self.sampler is not None
+        now_s = time.time()
+        for index, row in enumerate(rows):
+            reason = self.sampler.decide(row, now_s)
+            if reason is not None:
+                rows[index] = dataclasses.replace(row, judge_sample=reason)
+                self.metrics.judge_samples.labels(reason).inc()
 
     async def _insert_with_retry(self, rows: list[LoggedRequest]) -> None:
         delay = self.settings.writer.retry_initial_s

@@ -66,6 +66,7 @@ class RequestRow(Base):
         sa.Index("ix_requests_adapter_started_at", "adapter", "started_at"),
         sa.Index("ix_requests_completion_id", "completion_id"),
         sa.Index("ix_requests_client_request_id", "client_request_id"),
+        sa.Index("ix_requests_judge_sample_started_at", "judge_sample", "started_at"),
         {"comment": "One row per request proxied to the upstream model server."},
     )
 
@@ -160,6 +161,11 @@ class RequestRow(Base):
     )
     schema_errors: Mapped[JsonValue] = mapped_column(
         json_document(), comment='First few violations: [{"path": ..., "message": ...}, ...].'
+    )
+    judge_sample: Mapped[str | None] = mapped_column(
+        sa.String(32),
+        comment="Sampled for the judge: random or floor (the unbiased quality sample), "
+        "schema_invalid or error (hard cases); NULL when not sampled.",
     )
     logged_at: Mapped[datetime] = mapped_column(
         UtcDateTime,
@@ -326,3 +332,7 @@ alert_events_table: sa.Table = AlertEventRow.__table__  # type: ignore[assignmen
 alert_outbox_table: sa.Table = AlertOutboxRow.__table__  # type: ignore[assignment]
 feedback_table: sa.Table = FeedbackRow.__table__  # type: ignore[assignment]
 requests_table: sa.Table = RequestRow.__table__  # type: ignore[assignment]
+
+
+# The scoring tables live in their own module; importing it registers them on ``metadata``.
+from sidecar.store import scoring_models as _scoring_models  # noqa: E402, F401

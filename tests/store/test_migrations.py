@@ -29,6 +29,7 @@ EXPECTED_INDEXES = {
     "ix_requests_adapter_started_at": ["adapter", "started_at"],
     "ix_requests_completion_id": ["completion_id"],
     "ix_requests_client_request_id": ["client_request_id"],
+    "ix_requests_judge_sample_started_at": ["judge_sample", "started_at"],
 }
 
 
@@ -49,7 +50,7 @@ def inspect(url: str) -> tuple[set[str], dict[str, list[str]]]:
 
 def test_the_migrations_live_at_the_repository_root() -> None:
     assert (MIGRATIONS_DIR / "env.py").is_file()
-    assert head() == "0006"
+    assert head() == "0007"
 
 
 def test_upgrade_downgrade_upgrade_round_trips(database_url: str) -> None:

@@ -1,0 +1,64 @@
+"""The judge loop a sidecar runs: a continuous round every ``judge.interval_s``, and the periodic
+batch when ``judge.batch_cron`` is due. A round the database cannot serve is skipped; a failing
+round is logged and never stops the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from sidecar.judge.job import JudgeJob, batch_window, next_batch_time
+from sidecar.judge.sampling import SampleReason
+from sidecar.store.judgements import batch_turn
+from sidecar.store.writes import is_connectivity_error
+
+logger = logging.getLogger("sidecar.judge")
+
+
+async def run_judge(job: JudgeJob, ready: asyncio.Event) -> None:
+    await ready.wait()  # the schema exists
+    settings = job.settings
+    cron = settings.batch_cron
+    due = next_batch_time(cron, datetime.now(UTC)) if cron else None
+    try:
+        while True:
+            await asyncio.sleep(settings.interval_s)
+            now = datetime.now(UTC)
+            try:
+                result = await job.run_round(now)
+                if result.claimed:
+                    logger.info(
+                        "judge round: %d claimed, %d scored, %d errors, %d unjudgeable, "
+                        "%d unavailable",
+                        result.claimed,
+                        result.scored,
+                        result.errors,
+                        result.unjudgeable,
+                        result.unavailable,
+                    )
+                if cron and due is not None and now >= due:
+                    await _batch(job, due, now)
+                    due = next_batch_time(cron, now)
+            except Exception as exc:
+                if is_connectivity_error(exc):
+                    logger.debug("judge round skipped: database unreachable (%s)", exc)
+                else:
+                    logger.exception("judge round failed")
+    finally:
+        await job.client.close()
+
+
+async def _batch(job: JudgeJob, due: datetime, now: datetime) -> None:
+    async with batch_turn(job.engine, due) as mine:
+        if not mine:
+            return
+        since, until = batch_window(now, job.settings.lookback_s)
+        result = await job.run_batch(
+            now,
+            since=since,
+            until=until,
+            limit=job.settings.batch_samples,
+            reason=SampleReason.BATCH,
+        )
+        logger.info("periodic judge batch: %d judged, %d scored", result.claimed, result.scored)
