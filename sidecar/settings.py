@@ -256,7 +256,6 @@ _POSITIVE = {
     "judge.timeout_s",
     "judge.claim_timeout_s",
     "judge.batch_samples",
-    "judge.baseline_auto_samples",
     "judge.min_samples",
 }
 
@@ -308,7 +307,12 @@ def _check_judge(judge: JudgeSettings) -> None:
         raise ConfigError(
             f"judge.confidence: between 0.5 and 1 (e.g. 0.95), got {judge.confidence}"
         )
-    for key in ("min_samples_per_window", "max_retries", "max_calls_per_day"):
+    for key in (
+        "min_samples_per_window",
+        "max_retries",
+        "max_calls_per_day",
+        "baseline_auto_samples",
+    ):
         if getattr(judge, key) < 0:
             raise ConfigError(f"judge.{key}: must not be negative")
     if (

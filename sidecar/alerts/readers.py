@@ -20,7 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sidecar.alerts.evaluate import Reading, RuleSpec, Scope
 from sidecar.errors import ConfigError
+from sidecar.judge.quality import quality_drop
 from sidecar.settings import AlertRuleSettings
+from sidecar.store.baselines import QUALITY, active_baselines, scores_by_scope
 from sidecar.store.models import feedback_table, requests_table
 
 SCOPE_COLUMNS = {"model": "model", "adapter": "adapter", "schema": "schema_name"}
@@ -182,6 +184,34 @@ async def satisfaction(
     return _percent_readings(definition, rows)
 
 
+@reader("quality_drop")
+async def quality_drop_reader(
+    connection: AsyncConnection, definition: RuleDefinition, now: datetime
+) -> list[Reading]:
+    """Percent the judge's mean score fell below the quality baseline, counted only when Welch's
+    one-sided test finds it significant at ``confidence`` (else 0); samples = scores in window."""
+    since = now - timedelta(seconds=definition.window_s)
+    confidence = float(definition.options.get("confidence", 0.95))
+    scores = await scores_by_scope(connection, since, now)
+    readings = []
+    for baseline in await active_baselines(connection, QUALITY):
+        if baseline.summary is None:
+            continue
+        current = [score for (model, adapter, _, version), found in scores.items()
+                   if (model, adapter, version) == (baseline.model, baseline.adapter,
+                                                    baseline.rubric_version)
+                   for score in found]  # fmt: skip
+        verdict = quality_drop(
+            baseline.summary, current, max_drop=0.0, confidence=confidence, min_samples=2
+        )
+        labels = {"model": baseline.model or "", "adapter": baseline.adapter or "", "schema": ""}
+        scope = tuple((name, labels[name]) for name in definition.group_by)
+        readings.append(
+            Reading(definition.spec.name, scope, verdict.significant_drop_pct, len(current))
+        )
+    return sorted(readings, key=lambda found: found.scope)
+
+
 # The monitoring table's defaults (seed): P95 > 500 ms, compliance < 95%, satisfaction below
 # baseline (here a fixed 80% until baselines land), plus error rate; throughput needs a plan.
 DEFAULT_RULES = (
@@ -193,6 +223,9 @@ DEFAULT_RULES = (
                    "error_rate", window_s=300, group_by=("model",)),
     RuleDefinition(RuleSpec("satisfaction", 80.0, "below", for_s=0, min_samples=30, severity="warning"),
                    "satisfaction", window_s=86400, group_by=("model",)),
+    RuleDefinition(RuleSpec("quality_drop", 10.0, "above", for_s=0, min_samples=30, severity="warning"),
+                   "quality_drop", window_s=86400, group_by=("model", "adapter"),
+                   options={"confidence": 0.95}),
 )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sidecar.judge.quality import ScoreSummary, summarize
 from sidecar.judge.sampling import UNBIASED_REASONS
+from sidecar.store.models import requests_table
 from sidecar.store.scoring_models import baselines_table, judgements_table
 
 QUALITY, DRIFT = "quality", "drift"
@@ -157,31 +158,27 @@ async def set_quality_baselines(
         return await active_baselines(connection, QUALITY)
 
 
-async def set_drift_baseline(
-    engine: AsyncEngine,
-    *,
-    since: datetime,
-    until: datetime,
-    now: datetime,
-    n: int,
-    model: str | None,
-    adapter: str | None,
-) -> None:
-    """Pin a reference window for drift checks of one model/adapter."""
+async def set_drift_baselines(
+    engine: AsyncEngine, *, since: datetime, until: datetime, now: datetime,
+    model: str | None = None,
+) -> list[Baseline]:  # fmt: skip
+    """Pin a reference window for drift checks, one per model/adapter that had traffic in it."""
+    table = requests_table
+    query = (
+        sa.select(table.c.model, table.c.adapter, sa.func.count())
+        .where(table.c.started_at >= since, table.c.started_at < until,
+               table.c.status >= 200, table.c.status < 300, table.c.model.is_not(None))
+        .group_by(table.c.model, table.c.adapter)
+    )  # fmt: skip
+    if model is not None:
+        query = query.where(table.c.model == model)
     async with engine.begin() as connection:
-        await _replace(
-            connection,
-            {
-                "kind": DRIFT,
-                "model": model,
-                "adapter": adapter,
-                "since": since,
-                "until": until,
-                "n": n,
-                "source": "manual",
-                "created_at": now,
-            },
-        )
+        for found_model, adapter, n in (await connection.execute(query)).all():
+            await _replace(connection, {
+                "kind": DRIFT, "model": found_model, "adapter": adapter, "since": since,
+                "until": until, "n": n, "source": "manual", "created_at": now,
+            })  # fmt: skip
+        return await active_baselines(connection, DRIFT)
 
 
 async def auto_quality_baselines(

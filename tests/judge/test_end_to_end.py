@@ -1,0 +1,147 @@
+"""Through the real sidecar: traffic sampled by the writer, judged by the loop, read back with the
+CLI (baseline, report), and `sidecar judge run` on requests nobody sampled."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import sqlalchemy as sa
+import yaml
+from click.testing import CliRunner
+
+from sidecar.cli import main
+from sidecar.store.scoring_models import judgements_table
+from sidecar.testing.fake_judge import FakeJudge
+from sidecar.testing.harness import start_sidecar
+from sidecar.testing.servers import RunningServer, start_server
+from tests.helpers import sidecar_settings, sync_url, wait_for, wait_for_rows
+
+
+@pytest.fixture
+def judge_server() -> Iterator[RunningServer]:
+    server = start_server(FakeJudge())
+    yield server
+    server.stop()
+
+
+def judgements(database_url: str) -> list[dict[str, Any]]:
+    engine = sa.create_engine(sync_url(database_url))
+    try:
+        with engine.connect() as connection:
+            return [dict(row) for row in connection.execute(sa.select(judgements_table)).mappings()]
+    finally:
+        engine.dispose()
+
+
+def judge_config(tmp_path: Path, judge_url: str, **judge: Any) -> Path:
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(yaml.safe_dump({"judge": {"enabled": True, "base_url": f"{judge_url}/v1",
+                                              "model": "judge-1", **judge}}))  # fmt: skip
+    return path
+
+
+def chat(client: openai.OpenAI, answer: str) -> None:
+    client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "How do I reset my password?"}],
+        extra_headers={"x-fake-output": answer},
+    )  # fmt: skip
+
+
+def test_sampled_traffic_is_scored_then_compared_with_a_baseline(
+    upstream: RunningServer, judge_server: RunningServer, database_url: str, tmp_path: Path
+) -> None:
+    settings = sidecar_settings(
+        upstream.url, database_url, tmp_path / "spool",
+        judge={"enabled": True, "base_url": f"{judge_server.url}/v1", "model": "judge-1",
+               "sample_rate": 1.0, "interval_s": 0.1, "baseline_auto_samples": 0},
+    )  # fmt: skip
+    sidecar = start_sidecar(settings)
+    try:
+        client = openai.OpenAI(base_url=f"{sidecar.proxy_url}/v1", api_key="client-key")
+        for index in range(6):
+            chat(client, f"Click 'Forgot password'. quality={4 if index % 2 else 5}")
+        client.models.list()  # not a completion: never sampled
+        rows = wait_for(lambda: (found := judgements(database_url)) and len(found) >= 6 and
+                        all(r["status"] == "scored" for r in found) and found, what="6 scores")  # fmt: skip
+    finally:
+        sidecar.stop()
+    assert sorted(row["score"] for row in rows) == [4.0, 4.0, 4.0, 5.0, 5.0, 5.0]
+    assert {row["sample_reason"] for row in rows} == {"random"}
+
+    runner = CliRunner()
+    since = ["--since", "1h", "--database-url", database_url]
+    result = runner.invoke(main, ["baseline", "set", "quality", *since])
+    assert result.exit_code == 0, result.output
+    assert "quality baseline set: model=tiny adapter=-" in result.output
+    assert "n=6  mean 4.500" in result.output
+    shown = runner.invoke(main, ["baseline", "show", "--database-url", database_url])
+    assert "quality  model=tiny" in shown.output
+    report = runner.invoke(main, ["report", "quality", *since, "--format", "json"])
+    assert report.exit_code == 0, report.output
+    (line,) = json.loads(report.output)["rows"]
+    assert (line["model"], line["scored"], line["mean"], line["baseline"]) == (
+        "tiny",
+        6,
+        4.5,
+        4.5,
+    )
+    assert line["verdict"] == "insufficient data: 6 < 30 scores"
+
+
+def test_judge_run_scores_unsampled_requests_on_demand(
+    upstream: RunningServer, judge_server: RunningServer, database_url: str, tmp_path: Path
+) -> None:
+    sidecar = start_sidecar(sidecar_settings(upstream.url, database_url, tmp_path / "spool"))
+    try:
+        client = openai.OpenAI(base_url=f"{sidecar.proxy_url}/v1", api_key="client-key")
+        for _ in range(5):
+            chat(client, "Use the reset link. quality=3")
+        wait_for_rows(database_url, 5, "path = '/v1/chat/completions'")
+    finally:
+        sidecar.stop()
+    config = judge_config(tmp_path, judge_server.url)
+    args = ["judge", "run", "--since", "1h", "--limit", "3", "--config", str(config),
+            "--database-url", database_url]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "judged 3 requests (0 waiting samples, 3 random): 3 scored" in result.output
+    rows = judgements(database_url)
+    assert [(row["sample_reason"], row["score"]) for row in rows] == [("manual", 3.0)] * 3
+    again = CliRunner().invoke(main, [*args[:5], "10", *args[6:]])
+    assert "judged 2 requests" in again.output  # the other two; none twice
+
+
+def test_judge_run_without_a_key_for_openai_says_what_to_set(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'x.db'}"
+    CliRunner().invoke(main, ["db", "upgrade", "--database-url", database])
+    result = CliRunner().invoke(main, ["judge", "run", "--database-url", database])
+    assert result.exit_code == 1
+    assert "judge.api_key is not set" in result.output
+
+
+def test_baseline_from_an_empty_window_is_refused(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'x.db'}"
+    CliRunner().invoke(main, ["db", "upgrade", "--database-url", database])
+    until = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    result = CliRunner().invoke(
+        main,
+        [
+            "baseline",
+            "set",
+            "quality",
+            "--since",
+            "7d",
+            "--until",
+            until,
+            "--database-url",
+            database,
+        ],
+    )
+    assert result.exit_code == 1
+    assert "no judge scores between" in result.output
