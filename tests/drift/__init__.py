@@ -1,0 +1,1 @@
+"""Drift: per-request features, window statistics and text drift (all pure)."""
