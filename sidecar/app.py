@@ -119,7 +119,10 @@ class Sidecar:
             *self._judge_tasks(),
             asyncio.create_task(
                 self.catalog.run(
-                    self.upstream, settings.upstream.models_refresh_s, self.catalog_wake
+                    self.upstream,
+                    settings.upstream.models_refresh_s,
+                    self.catalog_wake,
+                    on_health=lambda up: self.metrics.upstream_up.set(1 if up else 0),
                 ),
                 name="model-catalog",
             ),

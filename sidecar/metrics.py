@@ -110,6 +110,8 @@ class SidecarMetrics:
             "(spool_full, corrupt, rejected).",
             ["reason"], registry=r,
         )  # fmt: skip
+        for reason in ("spool_full", "corrupt", "rejected"):
+            self.rows_lost.labels(reason)  # present at 0, so the first loss shows in increase()
         self.store_errors = Counter(
             "sidecar_log_store_errors", "Failed store writes (the batch is retried).",
             ["kind"], registry=r,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,11 +62,17 @@ class ModelCatalog:
         self.healthy = True
         return True
 
-    async def run(self, upstream: UpstreamClient, interval_s: float, wake: asyncio.Event) -> None:
+    async def run(
+        self, upstream: UpstreamClient, interval_s: float, wake: asyncio.Event,
+        on_health: Callable[[bool], None] | None = None,
+    ) -> None:  # fmt: skip
         """Refresh every ``interval_s``, or soon when ``wake`` is set (an adapter was loaded, or
-        an unknown name was seen), but never more than once per ``MIN_REFRESH_INTERVAL_S``."""
+        an unknown name was seen), but never more than once per ``MIN_REFRESH_INTERVAL_S``.
+        ``on_health`` hears each check's outcome (the ``sidecar_upstream_up`` gauge)."""
         while True:
-            await self.refresh(upstream)
+            healthy = await self.refresh(upstream)
+            if on_health is not None:
+                on_health(healthy)
             await asyncio.sleep(min(MIN_REFRESH_INTERVAL_S, interval_s))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
