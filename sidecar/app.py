@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sidecar.admin import Readiness, create_admin_app
 from sidecar.alerts.readers import rule_definitions
 from sidecar.alerts.runner import run_alerts
+from sidecar.drift.job import run_drift_loop
 from sidecar.errors import ConfigError
 from sidecar.feedback.api import create_feedback_app
 from sidecar.judge.client import JudgeClient
@@ -117,6 +118,7 @@ class Sidecar:
             asyncio.create_task(self._write(schema_ready), name="log-writer"),
             *self._alert_tasks(),
             *self._judge_tasks(),
+            *self._drift_tasks(),
             asyncio.create_task(
                 self.catalog.run(
                     self.upstream,
@@ -186,6 +188,12 @@ class Sidecar:
             sampler=self.sampler,
         )
         return [asyncio.create_task(run_judge(job, self.schema_ready), name="judge")]
+
+    def _drift_tasks(self) -> list[asyncio.Task[Any]]:
+        if not self.settings.drift.enabled or self.engine is None:
+            return []
+        loop = run_drift_loop(self.engine, self.settings.drift, self.metrics, self.schema_ready)
+        return [asyncio.create_task(loop, name="drift")]
 
     async def _write(self, schema_ready: bool) -> None:
         """Run the writer, after the schema upgrade when the database was away at start."""

@@ -12,8 +12,8 @@ from typing import Any
 import click
 
 from sidecar.cli_alerts import alerts
+from sidecar.cli_analysis import baseline, drift, judge
 from sidecar.cli_common import CONTEXT, config_option, database_option, load, require_schema
-from sidecar.cli_judge import baseline, judge
 from sidecar.errors import ConfigError
 from sidecar.settings import Settings
 
@@ -352,3 +352,4 @@ if __name__ == "__main__":  # pragma: no cover
 main.add_command(alerts)
 main.add_command(judge)
 main.add_command(baseline)
+main.add_command(drift)

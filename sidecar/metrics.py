@@ -147,6 +147,20 @@ class SidecarMetrics:
             "1 while the judge's daily call or cost cap is reached (sampling paused).",
             registry=r,
         )  # fmt: skip
+        self.drift_score = Gauge(
+            "sidecar_drift_score",
+            "Last drift check's statistic per feature and model (p-value for ks/chi2, "
+            "distance for wasserstein/jensenshannon; see drift_checks.statistic).",
+            ["feature", "model"], registry=r,
+        )  # fmt: skip
+        self.drift_detected = Gauge(
+            "sidecar_drift_detected", "1 when the last drift check flagged the feature.",
+            ["feature", "model"], registry=r,
+        )  # fmt: skip
+        self.drift_share = Gauge(
+            "sidecar_drift_share", "Share of features (with a verdict) that drifted, last check.",
+            ["model"], registry=r,
+        )  # fmt: skip
         self.upstream_up = Gauge(
             "sidecar_upstream_up", "1 when the last upstream health check succeeded.", registry=r
         )

@@ -122,6 +122,7 @@ class LoggedRequest:
     schema_error_count: int | None = None
     schema_errors: JsonValue = None  # [{"path": JSON pointer, "message": ...}, ...] (first few)
     judge_sample: str | None = None  # sidecar.judge.sampling.SampleReason, when sampled
+    features: JsonValue = None  # sidecar.drift.RequestFeatures.as_json(), for drift checks
 
     def as_row(self) -> dict[str, Any]:
         """Column name -> value, for the store's insert."""

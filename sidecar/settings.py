@@ -150,6 +150,7 @@ class AlertRuleSettings(_Section, frozen=True):
     group_by: list[str] | None = None
     quantile: float | None = None
     metric: Literal["latency", "ttft"] | None = None
+    features: list[str] | None = None  # drift: only these features count
     enabled: bool = True
 
 
@@ -205,6 +206,17 @@ class JudgeSettings(_Section, frozen=True):
     min_samples: int = 30
 
 
+class DriftSettings(_Section, frozen=True):
+    enabled: bool = True
+    interval_s: float = 3600.0
+    window_s: float = 86400.0
+    reference_window_s: float | None = None  # rolling reference length; default window_s
+    max_rows: int = 100_000
+    min_samples: int = 30
+    p_value: float = 0.05
+    distance: float = 0.1
+
+
 class MetricsSettings(_Section, frozen=True):
     max_label_values: int = 50
 
@@ -221,6 +233,7 @@ class Settings(_Section, frozen=True):
     cost: CostSettings = msgspec.field(default_factory=CostSettings)
     alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
     judge: JudgeSettings = msgspec.field(default_factory=JudgeSettings)
+    drift: DriftSettings = msgspec.field(default_factory=DriftSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -257,6 +270,10 @@ _POSITIVE = {
     "judge.claim_timeout_s",
     "judge.batch_samples",
     "judge.min_samples",
+    "drift.interval_s",
+    "drift.window_s",
+    "drift.max_rows",
+    "drift.min_samples",
 }
 
 
@@ -287,6 +304,11 @@ def _check_values(settings: Settings) -> None:
     if settings.spool.segment_bytes > settings.spool.max_bytes:
         raise ConfigError("spool.segment_bytes: must not exceed spool.max_bytes")
     _check_judge(settings.judge)
+    drift = settings.drift
+    if drift.reference_window_s is not None and drift.reference_window_s <= 0:
+        raise ConfigError("drift.reference_window_s: must be greater than 0 (or left out)")
+    if not 0 < drift.p_value < 1 or not 0 < drift.distance < 1:
+        raise ConfigError("drift.p_value and drift.distance: must be between 0 and 1")
     database_url(settings.database.url)  # raises ConfigError on an unsupported scheme
 
 

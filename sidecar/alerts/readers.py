@@ -23,6 +23,7 @@ from sidecar.errors import ConfigError
 from sidecar.judge.quality import quality_drop
 from sidecar.settings import AlertRuleSettings
 from sidecar.store.baselines import QUALITY, active_baselines, scores_by_scope
+from sidecar.store.drift import latest_checks
 from sidecar.store.models import feedback_table, requests_table
 
 SCOPE_COLUMNS = {"model": "model", "adapter": "adapter", "schema": "schema_name"}
@@ -212,6 +213,29 @@ async def quality_drop_reader(
     return sorted(readings, key=lambda found: found.scope)
 
 
+@reader("drift")
+async def drift_reader(
+    connection: AsyncConnection, definition: RuleDefinition, now: datetime
+) -> list[Reading]:
+    """Percent of features that drifted in the newest drift run of the window, per model/adapter
+    (only the ``features`` named, when given); samples = features with a verdict."""
+    since = now - timedelta(seconds=definition.window_s)
+    named = definition.options.get("features")
+    verdicts: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    for row in await latest_checks(connection, since, now):
+        key = (row["model"] or "", row["adapter"] or "")
+        verdicts.setdefault(key, [])
+        if row["drifted"] is not None and (named is None or row["feature"] in named):
+            verdicts[key].append(bool(row["drifted"]))
+    readings = []
+    for (model, adapter), found in verdicts.items():
+        labels = {"model": model, "adapter": adapter, "schema": ""}
+        scope = tuple((name, labels[name]) for name in definition.group_by)
+        value = 100.0 * sum(found) / len(found) if found else None
+        readings.append(Reading(definition.spec.name, scope, value, len(found)))
+    return sorted(readings, key=lambda found: found.scope)
+
+
 # The monitoring table's defaults (seed): P95 > 500 ms, compliance < 95%, satisfaction below
 # baseline (here a fixed 80% until baselines land), plus error rate; throughput needs a plan.
 DEFAULT_RULES = (
@@ -226,6 +250,10 @@ DEFAULT_RULES = (
     RuleDefinition(RuleSpec("quality_drop", 10.0, "above", for_s=0, min_samples=30, severity="warning"),
                    "quality_drop", window_s=86400, group_by=("model", "adapter"),
                    options={"confidence": 0.95}),
+    # More than a quarter of the features (4 of 13) at once: at 5% per feature by chance, well
+    # under 1% of steady runs; name features (alerts.rules[drift].features) to watch them alone.
+    RuleDefinition(RuleSpec("drift", 25.0, "above", for_s=0, min_samples=3, severity="warning"),
+                   "drift", window_s=7200, group_by=("model", "adapter")),
 )  # fmt: skip
 
 
@@ -263,6 +291,8 @@ def rule_definitions(configured: Sequence[AlertRuleSettings]) -> list[RuleDefini
             options["quantile"] = entry.quantile
         if entry.metric is not None:
             options["metric"] = entry.metric
+        if entry.features is not None:
+            options["features"] = list(entry.features)
         window_s = entry.window_s if entry.window_s is not None else base.window_s
         if window_s <= 0:
             raise ConfigError(f"{where}.window_s: must be greater than 0")

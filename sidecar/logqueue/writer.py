@@ -15,10 +15,12 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sidecar.drift.features import extract_features
 from sidecar.errors import StoreUnavailable
 from sidecar.judge.sampling import Sampler
 from sidecar.logqueue.rows import IdentifyModel, prepare_row, with_verdict
@@ -172,19 +174,23 @@ class LogWriter:
             else:
                 for index, verdict in zip(checked, verdicts, strict=True):
                     rows[index] = with_verdict(rows[index], verdict)
-        if self.sampler is not None:
-            self._sample(rows)
+        if self.sampler is not None or self.settings.drift.enabled:
+            self._annotate(rows)
         return rows
 
-    def _sample(self, rows: list[LoggedRequest]) -> None:
-        """Mark the rows the judge will score (after the verdict: schema failures are sampled)."""
-        assert self.sampler is not None
+    def _annotate(self, rows: list[LoggedRequest]) -> None:
+        """Drift features, and the judge's sampling decision (after the schema verdict, which
+        both use). Features come from the bodies as stored: nothing with policy ``none``."""
+        sampler, drift = self.sampler, self.settings.drift.enabled
         now_s = time.time()
         for index, row in enumerate(rows):
-            reason = self.sampler.decide(row, now_s)
-            if reason is not None:
-                rows[index] = dataclasses.replace(row, judge_sample=reason)
+            changes: dict[str, Any] = {}
+            if drift:
+                changes["features"] = extract_features(row).as_json()
+            if sampler is not None and (reason := sampler.decide(row, now_s)) is not None:
+                changes["judge_sample"] = reason
                 self.metrics.judge_samples.labels(reason).inc()
+            rows[index] = dataclasses.replace(row, **changes)
 
     async def _insert_with_retry(self, rows: list[LoggedRequest]) -> None:
         delay = self.settings.writer.retry_initial_s

@@ -4,4 +4,4 @@ from __future__ import annotations
 
 
 def load_reports() -> None:
-    from sidecar.reports import compliance, cost, quality, traffic  # noqa: F401
+    from sidecar.reports import compliance, cost, drift, quality, traffic  # noqa: F401

@@ -167,6 +167,11 @@ class RequestRow(Base):
         comment="Sampled for the judge: random or floor (the unbiased quality sample), "
         "schema_invalid or error (hard cases); NULL when not sampled.",
     )
+    features: Mapped[JsonValue] = mapped_column(
+        json_document(),
+        comment="Drift features computed by the writer (token and character counts, system "
+        "prompt hash, script, word counts...); NULL when drift is off.",
+    )
     logged_at: Mapped[datetime] = mapped_column(
         UtcDateTime,
         server_default=sa.func.now(),

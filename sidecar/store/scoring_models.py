@@ -1,4 +1,5 @@
-"""Tables for what is computed about requests after they are logged: judge scores and baselines.
+"""Tables for what is computed about requests after they are logged: judge scores, baselines
+and drift checks.
 
 Defined on the same metadata as :mod:`sidecar.store.models` (which imports this module), so the
 migrations check covers them.
@@ -120,5 +121,58 @@ class BaselineRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, comment="When it was set.")
 
 
+class DriftCheckRow(Base):
+    """One feature compared between a reference and a current window, per drift run and scope."""
+
+    __tablename__ = "drift_checks"
+    __table_args__ = (
+        sa.Index("ix_drift_checks_checked_at", "checked_at"),
+        {"comment": "Drift checks: one row per run, model/adapter and feature."},
+    )
+
+    id: Mapped[int] = mapped_column(
+        sa.Integer, primary_key=True, autoincrement=True, comment="Row id."
+    )
+    run_id: Mapped[str] = mapped_column(sa.String(32), comment="Rows of one run share it.")
+    checked_at: Mapped[datetime] = mapped_column(UtcDateTime, comment="When the run happened.")
+    model: Mapped[str | None] = mapped_column(sa.Text, comment="Model compared.")
+    adapter: Mapped[str | None] = mapped_column(sa.Text, comment="Adapter (NULL: base model).")
+    feature: Mapped[str] = mapped_column(sa.String(64), comment="Feature name.")
+    kind: Mapped[str] = mapped_column(sa.String(16), comment="numerical, categorical or text.")
+    statistic: Mapped[str] = mapped_column(
+        sa.String(32), comment="ks, chi2 (p-values), wasserstein, jensenshannon (distances)."
+    )
+    value: Mapped[float | None] = mapped_column(sa.Double, comment="The statistic's value.")
+    threshold: Mapped[float] = mapped_column(sa.Double, comment="Drift when past this.")
+    drifted: Mapped[bool | None] = mapped_column(
+        sa.Boolean, comment="The verdict; NULL when there was not enough data (see reason)."
+    )
+    psi: Mapped[float | None] = mapped_column(
+        sa.Double, comment="Population stability index, for reference (numerical features)."
+    )
+    n_ref: Mapped[int] = mapped_column(sa.Integer, comment="Reference samples.")
+    n_cur: Mapped[int] = mapped_column(sa.Integer, comment="Current samples.")
+    reference: Mapped[str] = mapped_column(
+        sa.String(16), comment="baseline (pinned with sidecar baseline set drift) or rolling."
+    )
+    ref_since: Mapped[datetime] = mapped_column(UtcDateTime, comment="Reference window start.")
+    ref_until: Mapped[datetime] = mapped_column(UtcDateTime, comment="Reference window end.")
+    cur_since: Mapped[datetime] = mapped_column(UtcDateTime, comment="Current window start.")
+    cur_until: Mapped[datetime] = mapped_column(UtcDateTime, comment="Current window end.")
+    reason: Mapped[str | None] = mapped_column(
+        sa.Text, comment="Why there is no verdict (insufficient data, empty window...)."
+    )
+    reference_summary: Mapped[JsonValue] = mapped_column(
+        json_document(), comment="Reference window summary (mean/p50/p95 or top shares)."
+    )
+    current_summary: Mapped[JsonValue] = mapped_column(
+        json_document(), comment="Current window summary."
+    )
+    top_movers: Mapped[JsonValue] = mapped_column(
+        json_document(), comment="[[category or word, reference share, current share], ...]."
+    )
+
+
+drift_checks_table: sa.Table = DriftCheckRow.__table__  # type: ignore[assignment]
 judgements_table: sa.Table = JudgementRow.__table__  # type: ignore[assignment]
 baselines_table: sa.Table = BaselineRow.__table__  # type: ignore[assignment]

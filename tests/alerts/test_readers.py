@@ -45,7 +45,7 @@ async def read(
 
 async def test_readers_compute_windowed_values_per_scope(engine: AsyncEngine) -> None:
     await load(engine)
-    p95, compliance, errors, satisfaction, _quality = DEFAULT_RULES
+    p95, compliance, errors, satisfaction, _quality, _drift = DEFAULT_RULES
     assert await read(engine, p95) == {
         (("model", "support"),): (900.0, 60),
         (("model", "tiny"),): (50.0, 27),

@@ -1,4 +1,4 @@
-"""``sidecar judge run`` and ``sidecar baseline set|show``."""
+"""``sidecar judge run``, ``sidecar baseline set|show`` and ``sidecar drift run``."""
 
 from __future__ import annotations
 
@@ -191,3 +191,44 @@ def _describe(item: Any) -> str:
         f"{scope}  {window}  n={item.n}  mean {summary.mean:.3f} "
         f"[{summary.ci_low:.3f}, {summary.ci_high:.3f}] rubric {item.rubric} ({item.source})"
     )
+
+
+@click.group(context_settings=CONTEXT)
+def drift() -> None:
+    """Drift: compare recent traffic with a reference window (docs/drift.md)."""
+
+
+@drift.command("run", context_settings=CONTEXT)
+@config_option
+@database_option
+def drift_run(config_path: str | None, database_url: str | None) -> None:
+    """Run a drift check now (the sidecar also runs one every drift.interval_s)."""
+    from sidecar.drift.job import run_drift
+    from sidecar.metrics import SidecarMetrics
+    from sidecar.store.engine import create_engine
+
+    settings = _settings(config_path, database_url)
+
+    async def go() -> Any:
+        engine = create_engine(settings.database.url)
+        try:
+            return await run_drift(
+                engine, settings.drift, SidecarMetrics(), datetime.now(UTC), force=True
+            )
+        finally:
+            await engine.dispose()
+
+    checks = asyncio.run(go())
+    if checks is None:
+        raise click.ClickException("another sidecar is running a drift check right now; retry")
+    if not checks:
+        click.echo("no answered requests with drift features in the current window")
+    for check in checks:
+        drifted = [result.feature for result in check.results if result.drifted]
+        undecided = sum(1 for result in check.results if result.drifted is None)
+        click.echo(
+            f"model={check.model} adapter={check.adapter or '-'} vs {check.reference.kind} "
+            f"reference: {', '.join(drifted) or 'no drift'}"
+            + (f" ({undecided} features without enough data)" if undecided else "")
+        )
+    click.echo("details: sidecar report drift --since 1h")

@@ -1,0 +1,72 @@
+"""Through the real sidecar: the writer stores features, a drift baseline is pinned, the traffic
+switches template and topic, `sidecar drift run` names what moved, and the drift alert fires."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import openai
+from click.testing import CliRunner
+
+from sidecar.cli import main
+from sidecar.testing.harness import start_sidecar
+from sidecar.testing.servers import RunningServer
+from tests.helpers import sidecar_settings, wait_for, wait_for_rows
+
+SUPPORT = ["billing", "invoice", "refund", "charge", "payment", "card", "account", "subscription", "plan", "price"]
+TRAVEL = ["flight", "hotel", "booking", "luggage", "passport", "visa", "airport", "train", "ticket", "seat"]
+
+
+def ask(client: openai.OpenAI, rng: random.Random, n: int, system: str, words: list[str],
+        length: tuple[int, int]) -> None:  # fmt: skip
+    for _ in range(n):
+        question = " ".join(rng.choices(words, k=rng.randint(*length)))
+        client.chat.completions.create(
+            model="tiny", messages=[{"role": "system", "content": system},
+                                    {"role": "user", "content": question}],
+        )  # fmt: skip
+
+
+def test_a_traffic_shift_is_named_and_alerted(
+    upstream: RunningServer, database_url: str, tmp_path: Path
+) -> None:
+    settings = sidecar_settings(
+        upstream.url, database_url, tmp_path / "spool",
+        alerts={"interval_s": 0.2}, drift={"interval_s": 3600},
+    )  # fmt: skip
+    sidecar = start_sidecar(settings)
+    runner = CliRunner()
+    database = ["--database-url", database_url]
+    try:
+        client = openai.OpenAI(base_url=f"{sidecar.proxy_url}/v1", api_key="k")
+        rng = random.Random(3)
+        ask(client, rng, 60, "You are a support agent.", SUPPORT, (5, 12))
+        rows = wait_for_rows(database_url, 60, "features IS NOT NULL")
+        assert rows[0]["features"]["system_prompt_hash"]
+        assert rows[0]["features"]["user_words"]
+        pinned = runner.invoke(main, ["baseline", "set", "drift", "--since", "1h", *database])
+        assert pinned.exit_code == 0, pinned.output
+        assert "drift baseline set: model=tiny adapter=-" in pinned.output
+        ask(client, rng, 60, "You are a travel assistant. Be brief.", TRAVEL, (15, 30))
+        wait_for_rows(database_url, 120, "features IS NOT NULL")
+        run = runner.invoke(main, ["drift", "run", *database])
+        assert run.exit_code == 0, run.output
+        assert "model=tiny adapter=- vs baseline reference:" in run.output
+        assert "system_prompt_hash" in run.output
+        assert "user_words" in run.output
+        listed = wait_for(lambda: (out := runner.invoke(main, ["alerts", "list", *database]).output)
+                          and "firing   drift" in out and out, what="the drift alert")  # fmt: skip
+        assert "model=tiny" in listed
+    finally:
+        sidecar.stop()
+    report = runner.invoke(
+        main, ["report", "drift", "--since", "1h", "--format", "json", *database]
+    )
+    assert report.exit_code == 0, report.output
+    by_feature = {row["feature"]: row for row in json.loads(report.output)["rows"]}
+    assert by_feature["system_prompt_hash"]["verdict"] == "DRIFT"
+    assert by_feature["user_words"]["verdict"] == "DRIFT"
+    assert by_feature["script"]["verdict"] == "ok"  # latin in both windows
+    assert any(word in by_feature["user_words"]["top_movers"] for word in TRAVEL), by_feature["user_words"]["top_movers"]
