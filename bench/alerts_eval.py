@@ -34,6 +34,7 @@ import psycopg
 import uvloop
 from psycopg import sql
 
+from bench.sections import write_section
 from sidecar.alerts.job import evaluate_round
 from sidecar.alerts.readers import DEFAULT_RULES, READERS
 from sidecar.store.engine import create_engine
@@ -49,8 +50,6 @@ HISTORY_GAP = timedelta(hours=24)  # history ends here, outside every rule's win
 HISTORY_CHUNK_ROWS = 500_000  # one INSERT per chunk, so progress shows and memory stays flat
 WARM_UP_ROUNDS = 2
 SECTION_TITLE = "## Alert evaluation vs table size"
-START_MARK = "<!-- bench-alerts:start -->"
-END_MARK = "<!-- bench-alerts:end -->"
 
 # One statement inserts `count` requests spread evenly over [start, start + span_s) and rates
 # 2% of the successful ones. Four models (three LoRA adapters and their base), each adapter
@@ -253,26 +252,15 @@ def growth(measurements: Sequence[Measurement]) -> str:
             f"{ratio:.2f}.")  # fmt: skip
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace this benchmark's marked block in ``path``, or append the section; the rest of
-    the file (the proxy benchmark's block included) stays as it is."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{START_MARK}\n{body}\n{END_MARK}"
-    if START_MARK in text and END_MARK in text:
-        head, _, rest = text.partition(START_MARK)
-        _, _, tail = rest.partition(END_MARK)
-        path.write_text(head + block + tail)
-        return
-    intro = (
-        "`make bench-alerts` (code in `bench/alerts_eval.py`) times one alert round (every\n"
-        "built-in rule read, evaluated and saved, as the scheduler runs it) against a throwaway\n"
-        "Postgres database at two table sizes. The windows' content is the same at both sizes:\n"
-        "the last hour holds 10 requests/s (3,000 rows in the last 5 minutes), 2% of them rated;\n"
-        "everything else is history spread over the 30 days before the last 24 hours, so only\n"
-        "the size of `requests` (and `feedback`) changes. Rows carry no bodies. The last columns\n"
-        "are each rule's reader alone (median ms). A round must cost the same at both sizes.\n"
-    )
-    path.write_text(f"{text.rstrip()}\n\n{SECTION_TITLE}\n\n{intro}\n{block}\n")
+INTRO = (
+    "`make bench-alerts` (code in `bench/alerts_eval.py`) times one alert round (every\n"
+    "built-in rule read, evaluated and saved, as the scheduler runs it) against a throwaway\n"
+    "Postgres database at two table sizes. The windows' content is the same at both sizes:\n"
+    "the last hour holds 10 requests/s (3,000 rows in the last 5 minutes), 2% of them rated;\n"
+    "everything else is history spread over the 30 days before the last 24 hours, so only\n"
+    "the size of `requests` (and `feedback`) changes. Rows carry no bodies. The last columns\n"
+    "are each rule's reader alone (median ms). A round must cost the same at both sizes.\n"
+)
 
 
 def parse_rows(text: str) -> list[int]:
@@ -321,7 +309,7 @@ def main() -> None:
         )
         body = (f"Measured {time.strftime('%Y-%m-%d')} on {machine}, {postgres} on the same "
                 f"machine; {args.rounds} rounds per size.\n\n" + "\n".join(lines))  # fmt: skip
-        write_section(args.write, body)
+        write_section(args.write, "alerts", SECTION_TITLE, INTRO, body)
         print(f"wrote {args.write}")
 
 

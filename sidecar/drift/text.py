@@ -45,6 +45,7 @@ WORD_LIMIT = 64  # most frequent words kept per request
 NOISE_QUANTILE = 0.95
 PERMUTATIONS = 100
 PERMUTATION_SEED = 42  # Evidently's random_state for its text classifier; results repeat
+MAX_DOCUMENTS = 20_000  # per window: a seeded sample past this (the distance barely moves)
 
 # Every code point gets a class, by one numpy searchsorted over the table below: a few
 # microseconds for a 1 kB message, where a regex costs ~30 ns a character in CPython.
@@ -190,8 +191,10 @@ def text_drift(
     ``options.distance`` and the sampling-noise floor from ``permutations`` random re-splits
     (drawn from ``rng``; a fixed seed when None, so the same windows give the same answer).
     Summaries are the shares of the most frequent words; ``top_movers`` the words whose share
-    changed most.
+    changed most. A window of more than ``MAX_DOCUMENTS`` requests is sampled down to that many
+    (seeded), so ``n_ref`` / ``n_cur`` count the sample.
     """
+    reference_bags, current_bags = _capped(reference_bags), _capped(current_bags)
     vocabulary: dict[str, int] = {}
     documents: list[int] = []
     word_ids: list[int] = []
@@ -251,6 +254,14 @@ def text_drift(
         current_summary=_top_shares(words, cur_shares, options.top_movers),
         top_movers=movers,
     )
+
+
+def _capped(bags: Sequence[Mapping[str, int] | None]) -> Sequence[Mapping[str, int] | None]:
+    """At most ``MAX_DOCUMENTS`` bags, a seeded random sample (bounded cost on big windows)."""
+    if len(bags) <= MAX_DOCUMENTS:
+        return bags
+    picked = np.random.default_rng(PERMUTATION_SEED).choice(len(bags), MAX_DOCUMENTS, replace=False)
+    return [bags[index] for index in sorted(picked.tolist())]
 
 
 def _noise_floor(
