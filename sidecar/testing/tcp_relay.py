@@ -1,4 +1,4 @@
-"""A TCP relay a test controls: put it between the sidecar and Postgres, then cut it."""
+"""A TCP relay a test controls: put it between the sidecar and Postgres, then cut it or slow it."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from collections.abc import Iterator
 
 class TcpRelay:
     """Forward ``127.0.0.1:<port>`` to ``target``; :meth:`cut` drops every connection and
-    refuses new ones until :meth:`restore` (an outage as the client sees it)."""
+    refuses new ones until :meth:`restore` (an outage as the client sees it). ``delay_s`` holds
+    back every chunk the target sends (a slow server: seconds per commit)."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = 0
         self._up = True
+        self.delay_s = 0.0
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -67,14 +69,18 @@ class TcpRelay:
             return
         self._writers.update({writer, target_writer})
 
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        async def pipe(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, slowed: bool = False
+        ) -> None:
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 while data := await source.read(65536):
+                    if slowed and self.delay_s > 0:
+                        await asyncio.sleep(self.delay_s)
                     sink.write(data)
                     await sink.drain()
             sink.transport.abort()
 
-        await asyncio.gather(pipe(reader, target_writer), pipe(target_reader, writer))
+        await asyncio.gather(pipe(reader, target_writer), pipe(target_reader, writer, True))
         self._writers.discard(writer)
         self._writers.discard(target_writer)
 

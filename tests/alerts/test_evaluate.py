@@ -109,3 +109,24 @@ def test_notifications_alternate_firing_and_resolved(values: list[float]) -> Non
         sent += [t.event for t in out if t.notify and t.event != "repeat"]
     assert all(a != b for a, b in itertools.pairwise(sent))
     assert not sent or sent[0] == "firing"
+
+
+def test_a_clock_jumping_back_neither_fires_early_nor_resends() -> None:
+    states, _ = step({}, 800.0, 0)
+    states, out = step(states, 900.0, -60)  # the wall clock jumps an hour back while pending
+    assert out == []
+    states, out = step(states, 900.0, 2)
+    assert events(out) == [("firing", True)]
+    states, out = step(states, 900.0, -30)  # back again while firing: no repeat, no resolve
+    assert out == []
+    assert states[("latency_p95", SUPPORT)].status == "firing"
+
+
+def test_a_clock_jumping_forward_fires_once_and_repeats_once() -> None:
+    states, _ = step({}, 800.0, 0)
+    states, out = step(states, 900.0, 600)  # ten hours later in one step
+    assert events(out) == [("firing", True)]
+    states, out = step(states, 900.0, 600 + 61)
+    assert events(out) == [("repeat", True)]
+    states, out = step(states, 900.0, 600 + 62)
+    assert out == []

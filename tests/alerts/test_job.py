@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 from collections.abc import Iterator
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -16,8 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sidecar.alerts.job import deliver_round, evaluate_round
 from sidecar.alerts.readers import DEFAULT_RULES
 from sidecar.notifiers.delivery import SlackNotifier, WebhookNotifier
-from sidecar.store.writes import insert_requests
+from sidecar.store.engine import create_engine
+from sidecar.store.writes import insert_requests, is_connectivity_error
 from sidecar.testing.servers import RunningServer, start_server
+from sidecar.testing.tcp_relay import tcp_relay
 from sidecar.testing.webhook_sink import WebhookSink
 from tests.alerts.test_readers import NOW, at
 from tests.reports.test_reports import row
@@ -107,3 +110,30 @@ async def test_two_evaluators_at_once_queue_one_notification(
     await asyncio.gather(*(evaluate_round(engine, [P95], channels, NOW) for _ in range(2)))  # type: ignore[arg-type]
     assert (await count(engine, "SELECT count(*) FROM alert_outbox"))[0][0] == 3
     assert (await count(engine, "SELECT count(*) FROM alert_events"))[0][0] == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_round_the_database_cannot_serve_changes_nothing(
+    engine: AsyncEngine, migrated_database_url: str, sink: tuple[WebhookSink, RunningServer]
+) -> None:
+    """Postgres goes away mid-incident: the round fails as a connectivity error (the loop skips
+    it and counts it), and when the database is back the alert is still firing: no false
+    "resolved", nothing sent twice."""
+    _, server = sink
+    await insert_requests(engine, [at(row(i, latency=900.0), 60) for i in range(1, 21)])
+    channels = notifiers(server)
+    await evaluate_round(engine, [P95], channels, NOW)  # type: ignore[arg-type]
+    parts = urlsplit(migrated_database_url)
+    with tcp_relay(parts.hostname or "127.0.0.1", parts.port or 5432) as relay:
+        relayed = create_engine(migrated_database_url.replace(f":{parts.port}/", f":{relay.port}/"))
+        relay.cut()
+        with pytest.raises(Exception) as failure:  # noqa: PT011 - whatever the driver raises
+            await evaluate_round(relayed, [P95], channels, NOW + timedelta(minutes=10))  # type: ignore[arg-type]
+        assert is_connectivity_error(failure.value)
+        relay.restore()
+        again = await evaluate_round(relayed, [P95], channels, NOW + timedelta(seconds=30))  # type: ignore[arg-type]
+        await relayed.dispose()
+    assert again == []
+    assert await count(engine, "SELECT event FROM alert_events") == [("firing",)]
+    assert await count(engine, "SELECT status FROM alert_state") == [("firing",)]

@@ -59,6 +59,30 @@ def test_postgres_outage_loses_nothing_and_duplicates_nothing(
     assert sorted(row["id"] for row in rows) == sorted(ids)
 
 
+@pytest.mark.postgres
+def test_slow_postgres_slows_nothing_a_client_sees(
+    upstream: RunningServer, make_postgres_database: Callable[[], str], tmp_path: Path
+) -> None:
+    """Every answer from Postgres held back 0.5 s (a commit takes seconds): requests are served
+    from the spool as usual, the writer falls behind, then catches up; nothing lost or doubled."""
+    direct_url = make_postgres_database()
+    parts = urlsplit(direct_url)
+    with tcp_relay(parts.hostname or "127.0.0.1", parts.port or 5432) as relay:
+        relayed_url = direct_url.replace(f":{parts.port}/", f":{relay.port}/")
+        settings = sidecar_settings(upstream.url, relayed_url, tmp_path / "spool")
+        with running_sidecar(settings) as sidecar:
+            ids = send_many(sidecar.proxy_url, 10)
+            wait_for_rows(direct_url, 10)
+            relay.delay_s = 0.5
+            with ThreadPoolExecutor(8) as pool:
+                batches = list(pool.map(lambda _: send_many(sidecar.proxy_url, 25), range(8)))
+            ids += [request_id for batch in batches for request_id in batch]
+            assert sidecar.sidecar.spool.pending_bytes > 0  # the writer is behind, not the proxy
+            relay.delay_s = 0.0
+            rows = wait_for_rows(direct_url, 210)
+    assert sorted(row["id"] for row in rows) == sorted(ids)
+
+
 def write_config(
     path: Path, upstream_url: str, database_url: str, spool: Path
 ) -> tuple[Path, int, int]:

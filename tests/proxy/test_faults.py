@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -118,3 +119,27 @@ def test_upstream_5xx_is_relayed_and_counted(sidecar: RunningSidecar, database_u
     assert row["error_kind"] == "upstream_error"
     metrics = httpx.get(f"{sidecar.admin_url}/metrics").text
     assert 'sidecar_upstream_errors_total{kind="upstream_error"} 1.0' in metrics
+
+
+def test_malformed_sse_from_the_upstream_is_relayed_as_is_and_the_rest_logged(
+    sidecar: RunningSidecar, database_url: str
+) -> None:
+    body = {**CHAT, "stream": True}
+    with httpx.stream("POST", f"{sidecar.proxy_url}/v1/chat/completions", json=body,
+                      headers={"x-fake-malformed-sse": "1"}) as response:  # fmt: skip
+        assert response.status_code == 200
+        direct_events = [line for line in response.iter_lines() if line]
+    assert sum(not _parses(line) for line in direct_events[:-1]) == 1  # the cut event, as sent
+    assert direct_events[-1] == "data: [DONE]"
+    row = wait_for_rows(database_url, 1)[0]
+    assert row["status"] == 200
+    assert row["finish_reason"] == "length"  # max_tokens 5: the events around the cut one count
+    assert row["completion_tokens"] == 5
+
+
+def _parses(line: str) -> bool:
+    try:
+        json.loads(line.removeprefix("data: "))
+    except json.JSONDecodeError:
+        return False
+    return True
