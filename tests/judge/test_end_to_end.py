@@ -145,3 +145,33 @@ def test_baseline_from_an_empty_window_is_refused(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "no judge scores between" in result.output
+
+
+def test_with_redacted_bodies_the_judge_never_sees_personal_data(
+    upstream: RunningServer, database_url: str, tmp_path: Path
+) -> None:
+    judge = FakeJudge()
+    server = start_server(judge)
+    settings = sidecar_settings(
+        upstream.url, database_url, tmp_path / "spool", request_log={"bodies": "redacted"},
+        judge={"enabled": True, "base_url": f"{server.url}/v1", "model": "judge-1",
+               "sample_rate": 1.0, "interval_s": 0.1, "baseline_auto_samples": 0},
+    )  # fmt: skip
+    sidecar = start_sidecar(settings)
+    try:
+        client = openai.OpenAI(base_url=f"{sidecar.proxy_url}/v1", api_key="client-key")
+        client.chat.completions.create(
+            model="tiny",
+            messages=[
+                {"role": "user", "content": "I am jane.doe@example.com, card 4111 1111 1111 1111"}
+            ],
+            extra_headers={"x-fake-output": "Mailed jane.doe@example.com. quality=4"},
+        )
+        wait_for(lambda: judge.requests, what="the judge call")
+    finally:
+        sidecar.stop()
+        server.stop()
+    sent = json.dumps(judge.requests)
+    assert "jane.doe@example.com" not in sent
+    assert "4111 1111 1111 1111" not in sent
+    assert "[EMAIL]" in sent
