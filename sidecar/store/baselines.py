@@ -115,6 +115,20 @@ async def _replace(connection: AsyncConnection, values: dict[str, Any]) -> None:
     await connection.execute(sa.insert(table).values(**values, active=True))
 
 
+def _quality_values(
+    scope: ScoreScope, summary: ScoreSummary, since: datetime, until: datetime, *, source: str,
+    now: datetime,
+) -> dict[str, Any]:  # fmt: skip
+    model, adapter, rubric, version = scope
+    return {
+        "kind": QUALITY, "model": model, "adapter": adapter, "rubric": rubric,
+        "rubric_version": version, "since": since, "until": until, "n": summary.n,
+        "mean": summary.mean, "std": summary.std, "ci_low": summary.ci_low,
+        "ci_high": summary.ci_high, "confidence": summary.confidence, "source": source,
+        "created_at": now,
+    }  # fmt: skip
+
+
 async def set_quality_baselines(
     engine: AsyncEngine,
     *,
@@ -137,23 +151,7 @@ async def set_quality_baselines(
             summary = summarize(scopes[scope], confidence)
             await _replace(
                 connection,
-                {
-                    "kind": QUALITY,
-                    "model": scope[0],
-                    "adapter": scope[1],
-                    "rubric": scope[2],
-                    "rubric_version": scope[3],
-                    "since": since,
-                    "until": until,
-                    "n": summary.n,
-                    "mean": summary.mean,
-                    "std": summary.std,
-                    "ci_low": summary.ci_low,
-                    "ci_high": summary.ci_high,
-                    "confidence": confidence,
-                    "source": source,
-                    "created_at": now,
-                },
+                _quality_values(scope, summary, since, until, source=source, now=now),
             )
         return await active_baselines(connection, QUALITY)
 
@@ -210,23 +208,14 @@ async def auto_quality_baselines(
             summary = summarize([row.score for row in rows], confidence)
             await _replace(
                 connection,
-                {
-                    "kind": QUALITY,
-                    "model": model,
-                    "adapter": adapter,
-                    "rubric": rubric,
-                    "rubric_version": version,
-                    "since": rows[0].request_started_at,
-                    "until": rows[-1].request_started_at + timedelta(microseconds=1),
-                    "n": summary.n,
-                    "mean": summary.mean,
-                    "std": summary.std,
-                    "ci_low": summary.ci_low,
-                    "ci_high": summary.ci_high,
-                    "confidence": confidence,
-                    "source": "auto",
-                    "created_at": now,
-                },
+                _quality_values(
+                    (model, adapter, rubric, version),
+                    summary,
+                    rows[0].request_started_at,
+                    rows[-1].request_started_at + timedelta(microseconds=1),
+                    source="auto",
+                    now=now,
+                ),
             )
             have.add((model, adapter))
             created.append((model, adapter))

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from sidecar.errors import JudgeRejected, JudgeUnavailable
@@ -9,22 +7,10 @@ from sidecar.judge.client import JudgeClient, retry_after_s
 from sidecar.judge.rubric import DEFAULT_RUBRIC, JudgeInput, judge_messages, verdict_format
 from sidecar.settings import JudgeSettings
 from sidecar.testing.fake_judge import FakeJudge
-from sidecar.testing.servers import RunningServer, bind_socket, start_server
+from sidecar.testing.servers import RunningServer, bind_socket
 
 MESSAGES = judge_messages(DEFAULT_RUBRIC, JudgeInput("Hi?", "Hello. quality=4"))
 FORMAT = verdict_format(DEFAULT_RUBRIC)
-
-
-@pytest.fixture
-def judge() -> FakeJudge:
-    return FakeJudge()
-
-
-@pytest.fixture
-def judge_server(judge: FakeJudge) -> Iterator[RunningServer]:
-    server = start_server(judge)
-    yield server
-    server.stop()
 
 
 class Sleeps:

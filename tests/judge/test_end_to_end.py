@@ -4,13 +4,11 @@ CLI (baseline, report), and `sidecar judge run` on requests nobody sampled."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import openai
-import pytest
 import sqlalchemy as sa
 import yaml
 from click.testing import CliRunner
@@ -21,13 +19,6 @@ from sidecar.testing.fake_judge import FakeJudge
 from sidecar.testing.harness import start_sidecar
 from sidecar.testing.servers import RunningServer, start_server
 from tests.helpers import sidecar_settings, sync_url, wait_for, wait_for_rows
-
-
-@pytest.fixture
-def judge_server() -> Iterator[RunningServer]:
-    server = start_server(FakeJudge())
-    yield server
-    server.stop()
 
 
 def judgements(database_url: str) -> list[dict[str, Any]]:

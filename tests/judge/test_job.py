@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,22 +25,10 @@ from sidecar.store.judgements import claim_samples
 from sidecar.store.scoring_models import judgements_table
 from sidecar.store.writes import insert_requests
 from sidecar.testing.fake_judge import FakeJudge, Fault
-from sidecar.testing.servers import RunningServer, start_server
+from sidecar.testing.servers import RunningServer
 from tests.store.test_writes import make_row
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-@pytest.fixture
-def judge() -> FakeJudge:
-    return FakeJudge()
-
-
-@pytest.fixture
-def judge_server(judge: FakeJudge) -> Iterator[RunningServer]:
-    server = start_server(judge)
-    yield server
-    server.stop()
 
 
 async def no_wait(seconds: float) -> None:
