@@ -25,19 +25,18 @@ from sidecar.feedback.api import create_feedback_app
 from sidecar.judge.client import JudgeClient
 from sidecar.judge.job import JudgeJob, Rubrics, build_sampler
 from sidecar.judge.runner import run_judge
+from sidecar.logqueue.rowbuild import BuildOptions, BuiltBatch
+from sidecar.logqueue.rowworkers import RowBuilder
 from sidecar.logqueue.spool import Spool
 from sidecar.logqueue.writer import LogPipeline, LogWriter
 from sidecar.metrics import SidecarMetrics
 from sidecar.proxy.app import ASGIApp, ProxyApp
-from sidecar.proxy.catalog import ModelCatalog, ModelIdentity
+from sidecar.proxy.catalog import ModelCatalog
 from sidecar.proxy.upstream import UpstreamClient
-from sidecar.records import SchemaVerdict
 from sidecar.settings import Settings
 from sidecar.store.engine import create_engine
 from sidecar.store.migrate import upgrade_async
 from sidecar.store.writes import is_connectivity_error
-from sidecar.validators.selection import Exchanged
-from sidecar.validators.workers import SchemaChecks
 
 logger = logging.getLogger("sidecar")
 
@@ -54,7 +53,7 @@ class Sidecar:
         self.upstream = UpstreamClient(settings.upstream)
         self.catalog = ModelCatalog()
         self.catalog_wake = asyncio.Event()
-        self.schema_checks = SchemaChecks(settings.compliance)  # a bad schema stops the start
+        self.row_builder = self._row_builder()  # a bad schema stops the start
         spool = settings.spool
         self.spool = Spool(
             spool.dir,
@@ -106,12 +105,12 @@ class Sidecar:
         self.writer = LogWriter(
             self.spool,
             self.engine,
-            self._identify,
             settings,
             self.metrics,
             self.pipeline.wake,
+            self._build_rows,
             on_rows=self._after_rows,
-            check_schemas=self._check_schemas,
+            on_unknown_models=lambda _: self.catalog_wake.set(),  # maybe an adapter loaded since
             sampler=self.sampler,
         )
         self._tasks = [
@@ -149,7 +148,7 @@ class Sidecar:
                     self.spool.pending_bytes,
                 )
         self.spool.close()
-        self.schema_checks.close()
+        self.row_builder.close()
         await self.upstream.close()
         if self.engine is not None:
             await self.engine.dispose()
@@ -224,24 +223,25 @@ class Sidecar:
     def reload_schemas(self) -> bool:
         """Recompile the schema directory (SIGHUP); a broken file keeps the previous schemas."""
         try:
-            fresh = SchemaChecks(self.settings.compliance)
+            fresh = self._row_builder()
         except ConfigError as exc:
             logger.error("schemas not reloaded, keeping the previous ones: %s", exc)
             return False
-        self.schema_checks.close()
-        self.schema_checks = fresh
+        self.row_builder.close()
+        self.row_builder = fresh
         names = fresh.compliance.registry.names()
         logger.info("schemas reloaded: %s", ", ".join(names) or "none")
         return True
 
-    async def _check_schemas(self, targets: list[Exchanged]) -> list[SchemaVerdict | None]:
-        return await self.schema_checks(targets)
+    def _row_builder(self) -> RowBuilder:
+        settings = self.settings
+        options = BuildOptions(
+            settings.request_log.bodies, settings.request_log.max_body_bytes, settings.drift.enabled
+        )
+        return RowBuilder(settings.compliance, options, settings.writer.workers)
 
-    def _identify(self, model: str | None) -> ModelIdentity:
-        identity = self.catalog.identify(model)
-        if model is not None and identity.base_model is None:
-            self.catalog_wake.set()  # a name we have not seen: maybe an adapter loaded since
-        return identity
+    async def _build_rows(self, records: list[bytes]) -> BuiltBatch:
+        return await self.row_builder(records, self.catalog.known())
 
     def _after_rows(self, rows: Any) -> None:
         for row in rows:

@@ -41,7 +41,8 @@ def demo_settings(workdir: Path, upstream_url: str) -> Settings:
         "upstream": {"url": upstream_url, "models_refresh_s": 1.0},
         "database": {"url": f"sqlite:///{workdir}/demo.db"},
         "spool": {"dir": str(workdir / "spool")},
-        "compliance": {"schemas_dir": str(SCHEMAS), "workers": 0,
+        "writer": {"workers": 0},
+        "compliance": {"schemas_dir": str(SCHEMAS),
                        "rules": [{"schema": "support_triage", "adapter": "support"}]},
     })  # fmt: skip
 

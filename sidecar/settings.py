@@ -74,6 +74,7 @@ class SpoolSettings(_Section, frozen=True):
 
 
 class WriterSettings(_Section, frozen=True):
+    workers: int = 1
     batch_size: int = 500
     linger_s: float = 0.05
     idle_poll_s: float = 0.2
@@ -93,7 +94,6 @@ class ComplianceSettings(_Section, frozen=True):
     enabled: bool = True
     schemas_dir: str = "schemas"
     allow_fenced: bool = True
-    workers: int = 1
     rules: list[SchemaRuleSettings] = msgspec.field(default_factory=list)
 
 
@@ -299,8 +299,8 @@ def _check_values(settings: Settings) -> None:
         raise ConfigError("cost: GPU prices and counts must not be negative")
     if cost.system_prompt_tokens < 0:
         raise ConfigError("cost.system_prompt_tokens: must not be negative")
-    if settings.compliance.workers < 0:
-        raise ConfigError("compliance.workers: must be 0 (check in-process) or more")
+    if settings.writer.workers < 0:
+        raise ConfigError("writer.workers: must be 0 (build rows in-process) or more")
     if settings.spool.segment_bytes > settings.spool.max_bytes:
         raise ConfigError("spool.segment_bytes: must not exceed spool.max_bytes")
     _check_judge(settings.judge)

@@ -25,7 +25,9 @@ def sidecar_settings(
         "upstream": {"url": upstream_url, "models_refresh_s": 0.5},
         "database": {"url": database_url},
         "spool": {"dir": str(spool_dir)},
-        "writer": {"idle_poll_s": 0.05, "retry_initial_s": 0.05, "retry_max_s": 0.5},
+        # Rows built in-process: a worker process per test sidecar would cost ~1 s of CPU each.
+        # The subprocess tests (durability, replicas) and test_rowworkers cover the workers.
+        "writer": {"idle_poll_s": 0.05, "retry_initial_s": 0.05, "retry_max_s": 0.5, "workers": 0},
     }
     for section, values in sections.items():
         overrides.setdefault(section, {}).update(values)

@@ -15,27 +15,23 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sidecar.drift.features import extract_features
 from sidecar.errors import StoreUnavailable
 from sidecar.judge.sampling import Sampler
-from sidecar.logqueue.rows import IdentifyModel, prepare_row, with_verdict
+from sidecar.logqueue.rowbuild import BuiltBatch
 from sidecar.logqueue.spool import Spool
 from sidecar.metrics import SidecarMetrics
-from sidecar.records import Exchange, LoggedRequest, SchemaVerdict
+from sidecar.records import Exchange, LoggedRequest
 from sidecar.settings import Settings
 from sidecar.store.writes import insert_requests
-from sidecar.validators.selection import Exchanged
 
 logger = logging.getLogger("sidecar.writer")
 
 RowHook = Callable[[Sequence[LoggedRequest]], None]
-CheckSchemas = Callable[[list[Exchanged]], Awaitable[list[SchemaVerdict | None]]]
-ROWS_PER_YIELD = 25
+BuildRows = Callable[[list[bytes]], Awaitable[BuiltBatch]]
 
 
 class LogPipeline:
@@ -70,24 +66,24 @@ class LogWriter:
         self,
         spool: Spool,
         engine: AsyncEngine,
-        identify: IdentifyModel,
         settings: Settings,
         metrics: SidecarMetrics,
         wake: asyncio.Event,
+        build_rows: BuildRows,
+        *,
         on_rows: RowHook | None = None,
-        check_schemas: CheckSchemas | None = None,
+        on_unknown_models: Callable[[list[str]], None] | None = None,
         sampler: Sampler | None = None,
     ) -> None:
         self.spool = spool
         self.engine = engine
-        self.identify = identify
         self.settings = settings
         self.metrics = metrics
         self.wake = wake
         self.on_rows = on_rows
-        self.check_schemas = check_schemas
+        self.build_rows = build_rows
+        self.on_unknown_models = on_unknown_models
         self.sampler = sampler
-        self._decode = msgspec.msgpack.Decoder(Exchange).decode
         self.healthy = True
         self.last_error: str | None = None
         self._reported_corrupt = 0
@@ -126,7 +122,13 @@ class LogWriter:
         self.metrics.spool_bytes.set(self.spool.pending_bytes)
         if not batch.records:
             return 0
-        rows = await self._rows(batch.records)
+        try:
+            rows = await self._rows(batch.records)
+        except Exception:  # a row-building bug must not stop the log: keep the batch, retry
+            logger.exception("building rows failed for %d records; retrying", len(batch.records))
+            self.spool.rewind()
+            await asyncio.sleep(self.settings.writer.retry_max_s)
+            return 0
         await self._insert_with_retry(rows)
         # The checkpoint write fsyncs: keep it off the event loop the proxy runs on.
         await asyncio.get_running_loop().run_in_executor(None, self.spool.commit, batch.end)
@@ -144,53 +146,21 @@ class LogWriter:
         return len(batch.records)
 
     async def _rows(self, records: list[bytes]) -> list[LoggedRequest]:
-        """Build the rows, yielding to the event loop now and then so the proxy stays responsive."""
-        policy = self.settings.request_log.bodies
-        max_body = self.settings.request_log.max_body_bytes
-        rows: list[LoggedRequest] = []
-        targets: list[Exchanged] = []
-        checked: list[int] = []
-        for count, record in enumerate(records, 1):
-            if count % ROWS_PER_YIELD == 0:
-                await asyncio.sleep(0)
-            try:
-                exchange = self._decode(record)
-                row, target = prepare_row(
-                    exchange, self.identify, body_policy=policy, max_body_bytes=max_body
-                )
-            except Exception:
-                logger.exception("dropping an unreadable log record (%d bytes)", len(record))
-                self.metrics.rows_lost.labels("corrupt").inc()
-                continue
-            if target is not None:
-                checked.append(len(rows))
-                targets.append(target)
-            rows.append(row)
-        if self.check_schemas is not None and targets:
-            try:
-                verdicts = await self.check_schemas(targets)
-            except Exception:  # a checker bug must not stop the log
-                logger.exception("schema checks failed for a batch of %d rows", len(targets))
-            else:
-                for index, verdict in zip(checked, verdicts, strict=True):
-                    rows[index] = with_verdict(rows[index], verdict)
-        if self.sampler is not None or self.settings.drift.enabled:
-            self._annotate(rows)
+        """The batch's rows, built off the event loop (see rowworkers), then sampled here."""
+        batch = await self.build_rows(records)
+        for problem in batch.unreadable:
+            logger.error("dropping an unreadable log record (%s)", problem)
+            self.metrics.rows_lost.labels("corrupt").inc()
+        if batch.unknown_models and self.on_unknown_models is not None:
+            self.on_unknown_models(batch.unknown_models)
+        rows = batch.rows
+        if self.sampler is not None:
+            now_s = time.time()
+            for index, row in enumerate(rows):
+                if (reason := self.sampler.decide(row, now_s)) is not None:
+                    rows[index] = dataclasses.replace(row, judge_sample=reason)
+                    self.metrics.judge_samples.labels(reason).inc()
         return rows
-
-    def _annotate(self, rows: list[LoggedRequest]) -> None:
-        """Drift features, and the judge's sampling decision (after the schema verdict, which
-        both use). Features come from the bodies as stored: nothing with policy ``none``."""
-        sampler, drift = self.sampler, self.settings.drift.enabled
-        now_s = time.time()
-        for index, row in enumerate(rows):
-            changes: dict[str, Any] = {}
-            if drift:
-                changes["features"] = extract_features(row).as_json()
-            if sampler is not None and (reason := sampler.decide(row, now_s)) is not None:
-                changes["judge_sample"] = reason
-                self.metrics.judge_samples.labels(reason).inc()
-            rows[index] = dataclasses.replace(row, **changes)
 
     async def _insert_with_retry(self, rows: list[LoggedRequest]) -> None:
         delay = self.settings.writer.retry_initial_s

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,14 @@ MIN_REFRESH_INTERVAL_S = 1.0
 class ModelIdentity:
     base_model: str | None
     adapter: str | None
+
+
+def identify_in(parents: Mapping[str, str | None], model: str | None) -> ModelIdentity:
+    """Base model and adapter for ``model`` given served name -> parent (None for a base)."""
+    if model is None or model not in parents:
+        return ModelIdentity(None, None)
+    parent = parents[model]
+    return ModelIdentity(parent, model) if parent else ModelIdentity(model, None)
 
 
 class ModelCatalog:
@@ -43,10 +51,7 @@ class ModelCatalog:
 
     def identify(self, model: str | None) -> ModelIdentity:
         """Base model and adapter for a requested model name (unknown names stay unresolved)."""
-        if model is None or model not in self._parents:
-            return ModelIdentity(None, None)
-        parent = self._parents[model]
-        return ModelIdentity(parent, model) if parent else ModelIdentity(model, None)
+        return identify_in(self._parents, model)
 
     def known(self) -> dict[str, str | None]:
         return dict(self._parents)

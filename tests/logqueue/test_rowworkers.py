@@ -1,0 +1,83 @@
+"""Rows built in a worker process are the rows built in-process: verdicts, features, unknown
+models and unreadable records included; a dead worker falls back to building in-process."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import orjson
+
+from sidecar.logqueue.rowbuild import BuildOptions, BuiltBatch
+from sidecar.logqueue.rowworkers import RowBuilder
+from sidecar.settings import ComplianceSettings, SchemaRuleSettings
+from tests.logqueue.test_rows import exchange
+
+SCHEMAS = str(Path(__file__).resolve().parents[2] / "schemas")
+CATALOG = {"tiny": None, "support": "tiny"}
+OPTIONS = BuildOptions("full", 1 << 20, drift_features=True)
+encode = msgspec.msgpack.Encoder().encode
+
+
+def record(content: str, model: str = "support", index: int = 0, **request: Any) -> bytes:
+    body = {"model": model, "messages": [{"role": "user", "content": "Ticket: printer"}], **request}
+    response = {"id": f"chatcmpl-{index}", "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                             "finish_reason": "stop"}]}  # fmt: skip
+    return encode(exchange(id=f"{index:032x}", request_body=orjson.dumps(body),
+                           response_body=orjson.dumps(response)))  # fmt: skip
+
+
+RECORDS = [
+    record(orjson.dumps({"category": "bug", "priority": 1, "sentiment": "angry",
+                         "summary": "x", "needs_human": False}).decode(), index=1),
+    record('{"priority": 9}', index=2),
+    record("hello", model="tiny", index=3),  # no rule applies: no verdict
+    record("[1]", model="new-adapter", index=4, response_format={"type": "json_object"}),
+    b"\x00not a record",
+]  # fmt: skip
+
+
+def builder(workers: int) -> RowBuilder:
+    compliance = ComplianceSettings(
+        schemas_dir=SCHEMAS, rules=[SchemaRuleSettings(schema="support_triage", model="support")]
+    )
+    return RowBuilder(compliance, OPTIONS, workers)
+
+
+def summary(batch: BuiltBatch) -> list[tuple[Any, ...]]:
+    return [(row.id[-1], row.adapter, row.schema_verdict, bool(row.features)) for row in batch.rows]
+
+
+async def test_worker_and_in_process_rows_agree() -> None:
+    in_process = await builder(0)(RECORDS, CATALOG)
+    pooled_builder = builder(1)
+    try:
+        pooled = await pooled_builder(RECORDS, CATALOG)
+    finally:
+        pooled_builder.close()
+    assert pooled.rows == in_process.rows
+    assert summary(pooled) == [
+        ("1", "support", "valid", True), ("2", "support", "invalid", True),
+        ("3", None, None, True), ("4", None, "invalid", True),
+    ]  # fmt: skip
+    assert pooled.unknown_models == ["new-adapter"]
+    assert len(pooled.unreadable) == 1
+
+
+async def test_a_dead_worker_falls_back_to_building_in_process() -> None:
+    rows = builder(1)
+    try:
+        first = await rows(RECORDS, CATALOG)
+        assert rows._pool is not None
+        for pid in list(rows._pool._processes):
+            os.kill(pid, signal.SIGKILL)
+        fallback = await rows(RECORDS, CATALOG)
+        again = await rows(RECORDS, CATALOG)  # a fresh worker takes over
+    finally:
+        rows.close()
+    assert fallback.rows == first.rows
+    assert again.rows == first.rows
