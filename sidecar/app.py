@@ -40,8 +40,8 @@ from sidecar.store.writes import is_connectivity_error
 
 logger = logging.getLogger("sidecar")
 
-LORA_CHANGE_PATHS = frozenset({"/v1/load_lora_adapter", "/v1/unload_lora_adapter"})
 FIRST_CATALOG_WAIT_S = 3.0
+ADAPTER_REFRESH_WAIT_S = 2.0
 
 
 class Sidecar:
@@ -71,6 +71,7 @@ class Sidecar:
             self.pipeline,
             self.metrics,
             sidecar_app=cast(ASGIApp, feedback_app),
+            after_adapter_change=self._refresh_catalog,
         )
         self.admin_app = create_admin_app(
             self.metrics,
@@ -109,7 +110,6 @@ class Sidecar:
             self.metrics,
             self.pipeline.wake,
             self._build_rows,
-            on_rows=self._after_rows,
             on_unknown_models=lambda _: self.catalog_wake.set(),  # maybe an adapter loaded since
             sampler=self.sampler,
         )
@@ -243,11 +243,11 @@ class Sidecar:
     async def _build_rows(self, records: list[bytes]) -> BuiltBatch:
         return await self.row_builder(records, self.catalog.known())
 
-    def _after_rows(self, rows: Any) -> None:
-        for row in rows:
-            if row.path in LORA_CHANGE_PATHS and row.status == 200:
-                self.catalog_wake.set()
-                return
+    async def _refresh_catalog(self) -> None:
+        """An adapter was loaded or unloaded: learn it before the client hears back (bounded)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ADAPTER_REFRESH_WAIT_S):
+                await self.catalog.refresh(self.upstream)
 
     async def _fsync_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -51,6 +51,9 @@ class _RequestTooLarge(Exception):
     pass
 
 
+ADAPTER_CHANGE_PATHS = frozenset({"/v1/load_lora_adapter", "/v1/unload_lora_adapter"})
+
+
 class ProxyApp:
     """ASGI app for the proxy port."""
 
@@ -61,8 +64,12 @@ class ProxyApp:
         sink: ExchangeSink,
         metrics: SidecarMetrics,
         sidecar_app: ASGIApp | None = None,
+        after_adapter_change: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.upstream = upstream
+        # Awaited before a successful LoRA load/unload answer reaches the client, so that the
+        # client's next request already resolves to the right adapter.
+        self.after_adapter_change = after_adapter_change
         self.sink = sink
         self.metrics = metrics
         self.sidecar_app = sidecar_app
@@ -273,6 +280,10 @@ class _Exchange:
         )
         self._submit()
         self.completed = True
+        hook = self.proxy.after_adapter_change
+        changed = self.scope["path"] in ADAPTER_CHANGE_PATHS and 200 <= self.status < 300
+        if hook is not None and changed:
+            await hook()
         await self.send({"type": "http.response.start", "status": self.status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
 

@@ -47,7 +47,9 @@ class ModelCatalog:
             if isinstance(card, dict) and isinstance(card.get("id"), str):
                 parent = card.get("parent")
                 parents[card["id"]] = parent if isinstance(parent, str) else None
-        self._parents = parents
+        # Names no longer served are kept: rows of requests made before an unload (still in the
+        # spool) must resolve to the adapter that answered them.
+        self._parents = {**self._parents, **parents}
 
     def identify(self, model: str | None) -> ModelIdentity:
         """Base model and adapter for a requested model name (unknown names stay unresolved)."""
