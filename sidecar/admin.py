@@ -123,4 +123,5 @@ def create_admin_app(
         route_handlers=[metrics_endpoint, healthz, readyz, list_reports, show_report, show_alerts],
         openapi_config=None,
         debug=False,
+        logging_config=None,  # the CLI configured logging (log_level); Litestar must not reset it
     )

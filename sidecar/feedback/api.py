@@ -108,4 +108,5 @@ def create_feedback_app(
         openapi_config=None,
         request_max_body_size=MAX_BODY_BYTES,
         exception_handlers={HTTPException: not_found},
+        logging_config=None,  # the CLI configured logging (log_level); Litestar must not reset it
     )
