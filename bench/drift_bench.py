@@ -33,8 +33,30 @@ from sidecar.store.writes import insert_requests
 
 DEFAULT_DATABASE_URL = "postgresql://root@127.0.0.1:5432/sidecar_bench_drift"
 WORDS = {
-    "support": ["billing", "invoice", "refund", "charge", "payment", "card", "account", "subscription", "plan", "price"],
-    "travel": ["flight", "hotel", "booking", "luggage", "passport", "visa", "airport", "train", "ticket", "seat"],
+    "support": [
+        "billing",
+        "invoice",
+        "refund",
+        "charge",
+        "payment",
+        "card",
+        "account",
+        "subscription",
+        "plan",
+        "price",
+    ],
+    "travel": [
+        "flight",
+        "hotel",
+        "booking",
+        "luggage",
+        "passport",
+        "visa",
+        "airport",
+        "train",
+        "ticket",
+        "seat",
+    ],
 }
 INSERT_CHUNK = 5000
 TITLE = "## Drift check and feature extraction"

@@ -15,8 +15,30 @@ from sidecar.testing.harness import start_sidecar
 from sidecar.testing.servers import RunningServer
 from tests.helpers import sidecar_settings, wait_for, wait_for_rows
 
-SUPPORT = ["billing", "invoice", "refund", "charge", "payment", "card", "account", "subscription", "plan", "price"]
-TRAVEL = ["flight", "hotel", "booking", "luggage", "passport", "visa", "airport", "train", "ticket", "seat"]
+SUPPORT = [
+    "billing",
+    "invoice",
+    "refund",
+    "charge",
+    "payment",
+    "card",
+    "account",
+    "subscription",
+    "plan",
+    "price",
+]
+TRAVEL = [
+    "flight",
+    "hotel",
+    "booking",
+    "luggage",
+    "passport",
+    "visa",
+    "airport",
+    "train",
+    "ticket",
+    "seat",
+]
 
 
 def ask(client: openai.OpenAI, rng: random.Random, n: int, system: str, words: list[str],
@@ -69,4 +91,6 @@ def test_a_traffic_shift_is_named_and_alerted(
     assert by_feature["system_prompt_hash"]["verdict"] == "DRIFT"
     assert by_feature["user_words"]["verdict"] == "DRIFT"
     assert by_feature["script"]["verdict"] == "ok"  # latin in both windows
-    assert any(word in by_feature["user_words"]["top_movers"] for word in TRAVEL), by_feature["user_words"]["top_movers"]
+    assert any(word in by_feature["user_words"]["top_movers"] for word in TRAVEL), by_feature[
+        "user_words"
+    ]["top_movers"]
