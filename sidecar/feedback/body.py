@@ -36,8 +36,8 @@ def parse_feedback(raw: bytes, now: datetime) -> Feedback | BodyError:
         body = msgspec.json.decode(raw, type=FeedbackBody)
     except msgspec.ValidationError as exc:
         return _validation_error(str(exc))
-    except msgspec.DecodeError as exc:
-        return BodyError(400, None, f"the body is not valid JSON: {exc}")
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        return BodyError(400, None, f"the body is not valid JSON (UTF-8): {exc}")
     if not 0 < len(body.request_id) <= MAX_ID_CHARS:
         return BodyError(
             422, "request_id", "request_id: must be the X-Request-Id or completion id of a response"

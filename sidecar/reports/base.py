@@ -20,15 +20,17 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 def parse_since(text: str, now: datetime) -> datetime:
     """``24h``, ``7d``, ``30m`` (ago) or an ISO date/time (UTC when no zone is given)."""
     match = _DURATION.match(text.strip())
-    if match:
-        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
     try:
+        if match:
+            return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
         moment = datetime.fromisoformat(text)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(f"{text!r} reaches beyond the calendar (years 1-9999)") from exc
     except ValueError as exc:
         raise ValueError(
             f"{text!r} is neither a duration (30m, 24h, 7d, 2w) nor an ISO time (2026-11-01T00:00)"
         ) from exc
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +107,9 @@ def time_bucket(
 def scoped(query: sa.Select[Any], table: sa.Table, window: ReportWindow) -> sa.Select[Any]:
     """Restrict a query on ``requests`` to the window, model and adapter asked for."""
     query = query.where(table.c.started_at >= window.since, table.c.started_at < window.until)
+    # Stored text never holds NUL (the writer stores U+FFFD instead): compare like with like.
     if window.model:
-        query = query.where(table.c.model == window.model)
+        query = query.where(table.c.model == window.model.replace("\x00", "\ufffd"))
     if window.adapter:
-        query = query.where(table.c.adapter == window.adapter)
+        query = query.where(table.c.adapter == window.adapter.replace("\x00", "\ufffd"))
     return query

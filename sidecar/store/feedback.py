@@ -38,7 +38,7 @@ def _translated(function: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]
 @_translated
 async def find_request_id(engine: AsyncEngine, any_id: str) -> str | None:
     """The ``requests.id`` for our id (X-Request-Id) or the completion's ``id``."""
-    table = requests_table
+    table, any_id = requests_table, _text(any_id)
     query = sa.select(table.c.id).where(
         sa.or_(table.c.id == any_id, table.c.completion_id == any_id)
     )
@@ -66,19 +66,25 @@ async def upsert_feedback(engine: AsyncEngine, feedback: Feedback) -> tuple[Feed
 async def list_feedback(engine: AsyncEngine, request_id: str) -> list[Feedback]:
     query = (
         sa.select(feedback_table)
-        .where(feedback_table.c.request_id == request_id)
+        .where(feedback_table.c.request_id == _text(request_id))
         .order_by(feedback_table.c.created_at, feedback_table.c.id)
     )
     async with engine.connect() as connection:
         return [_feedback(row._mapping) for row in await connection.execute(query)]
 
 
+def _text(value: str) -> str:
+    """Postgres text cannot hold NUL: stored as U+FFFD, as the request writer does."""
+    return value.replace("\x00", "\ufffd")
+
+
 def _values(feedback: Feedback) -> dict[str, Any]:
     return {
-        "request_id": feedback.request_id, "user_id": feedback.user_id, "rating": feedback.rating,
-        "score": feedback.score, "satisfied": feedback.satisfied, "escalated": feedback.escalated,
-        "comment": feedback.comment, "created_at": feedback.created_at,
-        "updated_at": feedback.updated_at,
+        "request_id": _text(feedback.request_id), "user_id": _text(feedback.user_id),
+        "rating": feedback.rating, "score": feedback.score, "satisfied": feedback.satisfied,
+        "escalated": feedback.escalated,
+        "comment": None if feedback.comment is None else _text(feedback.comment),
+        "created_at": feedback.created_at, "updated_at": feedback.updated_at,
     }  # fmt: skip
 
 

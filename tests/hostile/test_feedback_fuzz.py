@@ -131,12 +131,6 @@ def test_deeply_nested_feedback_json_gets_a_4xx(
         assert 400 <= response.status_code < 500
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: msgspec raises UnicodeDecodeError (not DecodeError) for invalid UTF-8 inside a "
-    "JSON string; parse_feedback does not catch it, so the feedback route answers 500 "
-    "(sidecar/feedback/body.py parse_feedback)",
-)
 def test_invalid_utf8_in_a_feedback_string_gets_400(
     hostile_sidecar: RunningSidecar, logged_ids: list[str], http: httpx.Client
 ) -> None:
@@ -156,12 +150,6 @@ def postgres_sidecar(
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: on Postgres a NUL (\\u0000) in request_id makes find_request_id raise a "
-    "driver error (text cannot hold NUL) that is not StoreUnavailable: 500 "
-    "(sidecar/store/feedback.py find_request_id, via sidecar/feedback/api.py resolve)",
-)
 def test_a_nul_in_the_feedback_request_id_gets_a_4xx_on_postgres(
     postgres_sidecar: tuple[RunningSidecar, str], http: httpx.Client
 ) -> None:
@@ -173,12 +161,6 @@ def test_a_nul_in_the_feedback_request_id_gets_a_4xx_on_postgres(
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: on Postgres a NUL (\\u0000) in comment or user makes upsert_feedback raise a "
-    "driver error that is not StoreUnavailable: 500 (sidecar/store/feedback.py upsert_feedback; "
-    "the requests writer already turns NUL into U+FFFD, feedback does not)",
-)
 def test_a_nul_in_feedback_text_is_stored_or_refused_on_postgres(
     postgres_sidecar: tuple[RunningSidecar, str], http: httpx.Client
 ) -> None:
