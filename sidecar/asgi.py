@@ -33,4 +33,13 @@ def uvicorn_config(app: Any, **kwargs: Any) -> uvicorn.Config:
     kwargs.setdefault("log_level", "warning")
     kwargs.setdefault("access_log", False)
     kwargs.setdefault("lifespan", "auto")
-    return uvicorn.Config(app, loop="auto", http="auto", **kwargs)
+    return uvicorn.Config(app, loop="auto", http=_http_protocol(), **kwargs)
+
+
+def _http_protocol() -> Any:
+    """httptools (bounded request heads) when installed, as in production; else uvicorn's pick."""
+    try:
+        from sidecar.http_head import BoundedHttpToolsProtocol
+    except ImportError:  # pragma: no cover - httptools is a dependency
+        return "auto"
+    return BoundedHttpToolsProtocol

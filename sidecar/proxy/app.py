@@ -84,6 +84,12 @@ class ProxyApp:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1003})
             return
+        if not (scope.get("raw_path") or scope["path"].encode()).startswith(b"/"):
+            # OPTIONS * and other non-path targets: nothing upstream could serve them.
+            body = error_body("the request target must be a path starting with /",
+                              "BadRequestError", 400)  # fmt: skip
+            await send_json(send, 400, body)
+            return
         if scope["path"].startswith(RESERVED_PREFIX):
             if self.sidecar_app is not None:
                 await self.sidecar_app(scope, receive, send)
@@ -174,7 +180,8 @@ class _Exchange:
         declared = self.header_map.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _RequestTooLarge
-        message = await self.receive()
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):  # a body that never comes: 408
+            message = await self.receive()
         if message["type"] == "http.disconnect":
             self.client_gone = True
             return b""
@@ -254,6 +261,11 @@ class _Exchange:
             await self._fail(exc.status, exc.error_type, exc.kind, str(exc))
             return
         self.upstream_ms = (time.perf_counter() - sent_at) * 1000.0
+        if not 100 <= response.status <= 599:  # no HTTP server can send that on to the client
+            response.abort()
+            message = f"the upstream answered with an invalid HTTP status {response.status}"
+            await self._fail(502, "BadGateway", ErrorKind.UPSTREAM_ERROR, message)
+            return
         self.status = response.status
         if response.status >= 500:
             self.error_kind = ErrorKind.UPSTREAM_ERROR

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 Headers = list[tuple[bytes, bytes]]
@@ -40,7 +41,7 @@ def upstream_request_headers(
         if name in _NOT_FORWARDED_UPSTREAM or (api_key and name == b"authorization"):
             continue
         key = name.decode("latin-1")
-        text = value.decode("latin-1")
+        text = _text(value)
         forwarded[key] = f"{forwarded[key]}, {text}" if key in forwarded else text
     for name in names_in_connection:
         forwarded.pop(name.decode("latin-1"), None)
@@ -57,11 +58,31 @@ def client_response_headers(
     ``keep_length`` is False when the proxy changes the body (it hid a usage
     chunk), so the ASGI server frames the body itself.
     """
+    pairs = [(name.lower(), value) for name, value in upstream_headers]
+    # Names the upstream lists in its Connection header are hop-by-hop too (RFC 9110 7.6.1).
+    dropped = set(_NOT_RELAYED_TO_CLIENT)
+    for name, value in pairs:
+        if name == b"connection":
+            dropped.update(token.strip().lower() for token in value.split(b","))
     relayed: Headers = [
-        (name.lower(), value)
-        for name, value in upstream_headers
-        if name.lower() not in _NOT_RELAYED_TO_CLIENT
-        and (keep_length or name.lower() != b"content-length")
+        (name, value)
+        for name, value in pairs
+        if name not in dropped
+        and (keep_length or name != b"content-length")
+        and not _CONTROL_BYTES.search(value)  # the client's HTTP server would refuse to send it
     ]
     relayed.append((b"x-request-id", request_id))
     return relayed
+
+
+# Control bytes other than tab are not allowed in a header value (RFC 9110 5.5).
+_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _text(value: bytes) -> str:
+    """A header value as text for the upstream client: UTF-8 when it is (aiohttp encodes it
+    back as UTF-8, byte for byte), else latin-1 (every byte maps to one character)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")

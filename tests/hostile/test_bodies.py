@@ -148,12 +148,6 @@ def test_odd_bodies_are_answered_as_the_upstream_answers_them_and_all_are_logged
     assert all(row["request_body"] is not None for row in rows)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in the fake vLLM (not the proxy): a `stop` that is neither a string nor a list "
-    "(true, 215, 2.5) raises TypeError in parse_generation_request and the fake answers 500; "
-    "vLLM's pydantic model answers 400 (sidecar/testing/fake_vllm/requests.py)",
-)
 @pytest.mark.parametrize("stop", [True, 215, 2.5])
 def test_the_fake_vllm_answers_a_stop_of_the_wrong_type_with_400(
     fake_upstream: RunningServer, stop: object

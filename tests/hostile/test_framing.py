@@ -165,11 +165,6 @@ def test_a_half_sent_body_is_logged_as_a_client_disconnect(
     assert row["error_kind"] == "client_disconnected"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: `OPTIONS * HTTP/1.1` (asterisk-form target) makes UpstreamClient.url_for build "
-    "'http://host:port*', yarl raises ValueError, uvicorn answers 500 (sidecar/proxy/upstream.py)",
-)
 def test_an_asterisk_form_request_target_gets_a_4xx_not_a_sidecar_500(
     hostile_sidecar: RunningSidecar,
 ) -> None:

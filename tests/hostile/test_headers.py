@@ -76,12 +76,6 @@ def test_invalid_utf8_in_a_header_value_is_forwarded_and_answered(
     assert via_sidecar.statuses == exchange(fake_upstream.port, raw).statuses == [200]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: headers.upstream_request_headers decodes values as latin-1 and aiohttp encodes "
-    "them as UTF-8, so a UTF-8 value such as 'José' reaches the upstream double-encoded "
-    "('JosÃ©') (sidecar/proxy/headers.py)",
-)
 def test_a_utf8_header_value_reaches_the_upstream_byte_for_byte(
     raw_sidecar: RunningSidecar, raw_upstream: RawUpstream
 ) -> None:
@@ -95,12 +89,6 @@ def test_a_utf8_header_value_reaches_the_upstream_byte_for_byte(
     assert b"x-user: " + value + b"\r\n" in forwarded
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the proxy port has no header size limit (uvicorn's httptools protocol buffers "
-    "a header block of any size), so one client can make the sidecar hold megabytes per "
-    "connection (sidecar/asgi.py, sidecar/serve.py)",
-)
 def test_an_8_mib_header_block_is_refused_before_it_is_buffered(
     hostile_sidecar: RunningSidecar,
 ) -> None:

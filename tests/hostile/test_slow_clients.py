@@ -53,12 +53,6 @@ def test_a_body_that_trickles_in_slower_than_the_timeout_gets_408_and_is_logged(
     assert_still_serving(hostile_sidecar)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: ProxyApp._read_body awaits the first receive() outside asyncio.timeout, so a "
-    "client that sends headers with Content-Length and then nothing holds the request open "
-    "forever (sidecar/proxy/app.py, _Exchange._read_body)",
-)
 def test_a_body_that_never_starts_gets_408_after_the_body_timeout(
     hostile_sidecar: RunningSidecar, short_body_timeout: float
 ) -> None:

@@ -134,6 +134,11 @@ def parse_generation_request(
     options = stream_options if isinstance(stream_options, dict) else {}
     include_usage = stream and bool(options.get("include_usage"))
     stop = data.get("stop")
+    if stop is not None and not isinstance(stop, str | list):
+        # vLLM's pydantic model (stop: str | list[str] | None) refuses it before generating.
+        message = ("1 validation error:\n  {'type': 'string_type', 'loc': 'body.stop.str', "
+                   f"'msg': 'Input should be a valid string', 'input': {stop!r}}}")  # fmt: skip
+        return ApiError(400, message, "Bad Request", "body.stop.str")
     stops = (stop,) if isinstance(stop, str) else tuple(s for s in stop or () if isinstance(s, str))
     request_id = data.get("request_id")
     return GenerationRequest(
