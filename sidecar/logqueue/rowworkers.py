@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -24,6 +27,7 @@ from sidecar.validators.compliance import Compliance
 
 logger = logging.getLogger("sidecar.writer")
 
+PARENT_POLL_S = 1.0
 _compliance: Compliance | None = None
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(BuiltBatch).decode
@@ -32,6 +36,15 @@ _decode = msgspec.msgpack.Decoder(BuiltBatch).decode
 def _start_worker(settings: ComplianceSettings) -> None:
     global _compliance  # one Compliance per worker process, compiled once
     _compliance = Compliance(settings)
+    parent = os.getppid()
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="parent-watch").start()
+
+
+def _exit_with(parent: int) -> None:
+    """A sidecar killed with SIGKILL cannot stop its pool: the worker leaves on its own."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(0)
 
 
 def _build_in_worker(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import orjson
 from sidecar.logqueue.rowbuild import BuildOptions, BuiltBatch
 from sidecar.logqueue.rowworkers import RowBuilder
 from sidecar.settings import ComplianceSettings, SchemaRuleSettings
+from tests.helpers import wait_for
 from tests.logqueue.test_rows import exchange
 
 SCHEMAS = str(Path(__file__).resolve().parents[2] / "schemas")
@@ -81,3 +84,29 @@ async def test_a_dead_worker_falls_back_to_building_in_process() -> None:
         rows.close()
     assert fallback.rows == first.rows
     assert again.rows == first.rows
+
+
+def test_a_worker_leaves_when_its_sidecar_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import asyncio, os, sys\n"
+        "from sidecar.logqueue.rowbuild import BuildOptions\n"
+        "from sidecar.logqueue.rowworkers import RowBuilder\n"
+        "from sidecar.settings import ComplianceSettings\n"
+        "async def main():\n"
+        "    rows = RowBuilder(ComplianceSettings(), BuildOptions('full', 1 << 20, True), 1)\n"
+        "    await rows([], {})\n"
+        "    print(*rows._pool._processes, flush=True)\n"
+        "    await asyncio.sleep(60)\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(main())\n"
+    )
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE)
+    assert owner.stdout is not None
+    workers = [int(pid) for pid in owner.stdout.readline().split()]
+    assert workers
+    owner.kill()  # SIGKILL: no chance to shut the pool down
+    owner.wait(10)
+    owner.stdout.close()
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers),
+             timeout_s=10, what="the orphaned worker to exit")  # fmt: skip
