@@ -30,34 +30,9 @@ from sidecar.settings import DriftSettings
 from sidecar.store.engine import create_engine
 from sidecar.store.migrate import upgrade
 from sidecar.store.writes import insert_requests
+from sidecar.testing.topics import TOPICS, question
 
 DEFAULT_DATABASE_URL = "postgresql://root@127.0.0.1:5432/sidecar_bench_drift"
-WORDS = {
-    "support": [
-        "billing",
-        "invoice",
-        "refund",
-        "charge",
-        "payment",
-        "card",
-        "account",
-        "subscription",
-        "plan",
-        "price",
-    ],
-    "travel": [
-        "flight",
-        "hotel",
-        "booking",
-        "luggage",
-        "passport",
-        "visa",
-        "airport",
-        "train",
-        "ticket",
-        "seat",
-    ],
-}
 INSERT_CHUNK = 5000
 TITLE = "## Drift check and feature extraction"
 INTRO = (
@@ -71,9 +46,9 @@ INTRO = (
 
 
 def synthetic(rng: random.Random, started_at: datetime, topic: str, system: str) -> LoggedRequest:
-    question = " ".join(rng.choices(WORDS[topic], k=rng.randint(5, 25)))
-    answer = " ".join(rng.choices(WORDS[topic], k=rng.randint(10, 60)))
-    prompt_tokens, completion_tokens = 20 + len(question) // 4, len(answer) // 4
+    asked = question(rng, TOPICS[topic], (5, 25))
+    answer = question(rng, TOPICS[topic], (10, 60))
+    prompt_tokens, completion_tokens = 20 + len(asked) // 4, len(answer) // 4
     return LoggedRequest(
         id=f"{rng.getrandbits(128):032x}", client_request_id=None, completion_id=None,
         started_at=started_at, method="POST", path="/v1/chat/completions", status=200,
@@ -82,7 +57,7 @@ def synthetic(rng: random.Random, started_at: datetime, topic: str, system: str)
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
         total_tokens=prompt_tokens + completion_tokens, finish_reason="stop",
         request_body={"model": "support", "messages": [
-            {"role": "system", "content": system}, {"role": "user", "content": question}]},
+            {"role": "system", "content": system}, {"role": "user", "content": asked}]},
         response_body={"choices": [{"index": 0, "message": {"role": "assistant",
                                                             "content": answer}}]},
         error_kind=None, error_message=None, cancelled=False, client_key_hash=None,

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from sidecar.judge.rubric import ANSWER_END, ANSWER_START
+from sidecar.testing.servers import read_body
 
 QUALITY_MARK = re.compile(r"quality=(\d+)")
 
@@ -42,12 +43,7 @@ class FakeJudge:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         request = orjson.loads(body) if body else {}
         self.requests.append(request)
         fault = self.script.popleft() if self.script else None

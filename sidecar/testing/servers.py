@@ -17,6 +17,7 @@ __all__ = [
     "RunningServer",
     "bind_socket",
     "new_event_loop",
+    "read_body",
     "serving",
     "start_server",
     "uvicorn_config",
@@ -86,3 +87,14 @@ def serving(app: Any, **kwargs: Any) -> Iterator[RunningServer]:
         yield running
     finally:
         running.stop()
+
+
+async def read_body(receive: Any) -> bytes:
+    """The whole request body of an ASGI HTTP request (test servers: small bodies)."""
+    body = b""
+    while True:
+        message = await receive()
+        chunk: bytes = message.get("body", b"")
+        body += chunk
+        if not message.get("more_body"):
+            return body

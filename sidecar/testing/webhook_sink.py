@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from sidecar.testing.servers import read_body
+
 
 @dataclass
 class WebhookSink:
@@ -21,12 +23,7 @@ class WebhookSink:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         path = scope["path"]
         self.received[path].append(orjson.loads(body) if body else None)
         status, text, headers = (

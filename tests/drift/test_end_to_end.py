@@ -13,41 +13,17 @@ from click.testing import CliRunner
 from sidecar.cli import main
 from sidecar.testing.harness import start_sidecar
 from sidecar.testing.servers import RunningServer
+from sidecar.testing.topics import SUPPORT, TRAVEL, question
 from tests.helpers import sidecar_settings, wait_for, wait_for_rows
-
-SUPPORT = [
-    "billing",
-    "invoice",
-    "refund",
-    "charge",
-    "payment",
-    "card",
-    "account",
-    "subscription",
-    "plan",
-    "price",
-]
-TRAVEL = [
-    "flight",
-    "hotel",
-    "booking",
-    "luggage",
-    "passport",
-    "visa",
-    "airport",
-    "train",
-    "ticket",
-    "seat",
-]
 
 
 def ask(client: openai.OpenAI, rng: random.Random, n: int, system: str, words: list[str],
         length: tuple[int, int]) -> None:  # fmt: skip
     for _ in range(n):
-        question = " ".join(rng.choices(words, k=rng.randint(*length)))
+        question_text = question(rng, words, length)
         client.chat.completions.create(
             model="tiny", messages=[{"role": "system", "content": system},
-                                    {"role": "user", "content": question}],
+                                    {"role": "user", "content": question_text}],
         )  # fmt: skip
 
 

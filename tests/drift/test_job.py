@@ -23,34 +23,11 @@ from sidecar.settings import DriftSettings
 from sidecar.store.baselines import set_drift_baselines
 from sidecar.store.scoring_models import drift_checks_table
 from sidecar.store.writes import insert_requests
+from sidecar.testing.topics import SUPPORT, TRAVEL, question
 from tests.store.test_writes import make_row
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
-SUPPORT = [
-    "billing",
-    "invoice",
-    "refund",
-    "charge",
-    "payment",
-    "card",
-    "account",
-    "subscription",
-    "plan",
-    "price",
-]
-TRAVEL = [
-    "flight",
-    "hotel",
-    "booking",
-    "luggage",
-    "passport",
-    "visa",
-    "airport",
-    "train",
-    "ticket",
-    "seat",
-]
 RULE = next(rule for rule in DEFAULT_RULES if rule.spec.name == "drift")
 SETTINGS = DriftSettings(window_s=86400, interval_s=3600)
 
@@ -62,12 +39,12 @@ def traffic(
     rng = random.Random(seed)
     rows = []
     for index in range(n):
-        question = " ".join(rng.choices(words, k=rng.randint(*length)))
+        text = question(rng, words, length)
         request = {"model": "support", "messages": [{"role": "system", "content": system},
-                                                    {"role": "user", "content": question}]}  # fmt: skip
+                                                    {"role": "user", "content": text}]}  # fmt: skip
         row = make_row(
             started_at=start + timedelta(seconds=index * 60), request_body=request,
-            prompt_tokens=10 + len(question) // 4, latency_ms=rng.gauss(200, 20),
+            prompt_tokens=10 + len(text) // 4, latency_ms=rng.gauss(200, 20),
             model="support", adapter="support", schema_verdict=None, schema_name=None,
         )  # fmt: skip
         rows.append(dataclasses.replace(row, features=extract_features(row).as_json()))
