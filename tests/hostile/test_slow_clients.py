@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+import sidecar.http_head
 import sidecar.proxy.app
 from sidecar.testing.harness import RunningSidecar
 from tests.helpers import wait_for_rows
@@ -104,4 +105,20 @@ def test_fifty_clients_stuck_in_their_bodies_do_not_block_an_ordinary_request(
     finally:
         for sock in stuck:
             sock.close()
+    assert_still_serving(hostile_sidecar)
+
+
+def test_a_head_sent_a_byte_at_a_time_gets_408_after_the_head_timeout(
+    hostile_sidecar: RunningSidecar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sidecar.http_head, "HEAD_TIMEOUT_S", 0.5)
+    sock = connect(port_of(hostile_sidecar.proxy_url))
+    try:
+        for byte in b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-slow: ":
+            sock.sendall(bytes([byte]))
+        answer = wait_closed(sock, 5)
+    finally:
+        sock.close()
+    assert answer is not None
+    assert answer.startswith(b"HTTP/1.1 408 ")
     assert_still_serving(hostile_sidecar)
