@@ -33,11 +33,11 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(BuiltBatch).decode
 
 
-def _start_worker(settings: ComplianceSettings) -> None:
+def _start_worker(settings: ComplianceSettings, parent: int) -> None:
+    # The parent's pid comes from the parent: it may be gone already by the time this runs.
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="parent-watch").start()
     global _compliance  # one Compliance per worker process, compiled once
     _compliance = Compliance(settings)
-    parent = os.getppid()
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="parent-watch").start()
 
 
 def _exit_with(parent: int) -> None:
@@ -88,7 +88,7 @@ class RowBuilder:
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_worker,
-                initargs=(self.settings,),
+                initargs=(self.settings, os.getpid()),
             )
         return self._pool
 

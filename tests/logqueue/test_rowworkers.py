@@ -95,7 +95,8 @@ def test_a_worker_leaves_when_its_sidecar_is_killed(tmp_path: Path) -> None:
         "from sidecar.settings import ComplianceSettings\n"
         "async def main():\n"
         "    rows = RowBuilder(ComplianceSettings(), BuildOptions('full', 1 << 20, True), 1)\n"
-        "    await rows([], {})\n"
+        "    asyncio.ensure_future(rows([b'x'], {}))\n"
+        "    await asyncio.sleep(0)  # the pool is starting; its worker is still importing\n"
         "    print(*rows._pool._processes, flush=True)\n"
         "    await asyncio.sleep(60)\n"
         "if __name__ == '__main__':\n"
@@ -105,7 +106,7 @@ def test_a_worker_leaves_when_its_sidecar_is_killed(tmp_path: Path) -> None:
     assert owner.stdout is not None
     workers = [int(pid) for pid in owner.stdout.readline().split()]
     assert workers
-    owner.kill()  # SIGKILL: no chance to shut the pool down
+    owner.kill()  # SIGKILL, maybe before the worker even started: no chance to stop the pool
     owner.wait(10)
     owner.stdout.close()
     wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers),
