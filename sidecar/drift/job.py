@@ -17,7 +17,14 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sidecar.drift.features import RequestFeatures, compare_windows, share_drifted
+from sidecar.drift.features import (
+    CATEGORICAL_FEATURES,
+    NUMERICAL_FEATURES,
+    TEXT_FEATURES,
+    RequestFeatures,
+    compare_windows,
+    share_drifted,
+)
 from sidecar.drift.stats import DriftOptions
 from sidecar.metrics import SidecarMetrics
 from sidecar.settings import DriftSettings
@@ -77,8 +84,6 @@ async def run_drift(
 
 
 def _per_feature(options: DriftOptions) -> dict[str, DriftOptions]:
-    from sidecar.drift.features import CATEGORICAL_FEATURES, NUMERICAL_FEATURES, TEXT_FEATURES
-
     chosen = dict.fromkeys((*NUMERICAL_FEATURES, *CATEGORICAL_FEATURES), options)
     # Words move in both directions at once: keep enough to show the risers and the fallers.
     return chosen | dict.fromkeys(TEXT_FEATURES, dataclasses.replace(options, top_movers=30))

@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,7 +30,6 @@ from sidecar.store.writes import insert_requests
 
 logger = logging.getLogger("sidecar.writer")
 
-RowHook = Callable[[Sequence[LoggedRequest]], None]
 BuildRows = Callable[[list[bytes]], Awaitable[BuiltBatch]]
 
 
@@ -71,7 +70,6 @@ class LogWriter:
         wake: asyncio.Event,
         build_rows: BuildRows,
         *,
-        on_rows: RowHook | None = None,
         on_unknown_models: Callable[[list[str]], None] | None = None,
         sampler: Sampler | None = None,
     ) -> None:
@@ -80,7 +78,6 @@ class LogWriter:
         self.settings = settings
         self.metrics = metrics
         self.wake = wake
-        self.on_rows = on_rows
         self.build_rows = build_rows
         self.on_unknown_models = on_unknown_models
         self.sampler = sampler
@@ -138,11 +135,6 @@ class LogWriter:
             oldest = min(row.started_at for row in rows)
             self.metrics.writer_lag.set(max(0.0, time.time() - oldest.timestamp()))
         self._observe(rows)
-        if self.on_rows is not None:
-            try:
-                self.on_rows(rows)
-            except Exception:
-                logger.exception("row hook failed")
         return len(batch.records)
 
     async def _rows(self, records: list[bytes]) -> list[LoggedRequest]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -26,24 +26,21 @@ _NOT_RELAYED_TO_CLIENT = HOP_BY_HOP | {b"x-request-id"}
 
 
 def upstream_request_headers(
-    client_headers: Iterable[tuple[bytes, bytes]], *, api_key: str | None
+    client_headers: Sequence[tuple[bytes, bytes]], *, api_key: str | None
 ) -> dict[str, str]:
     """Headers to send upstream: the client's, minus hop-by-hop and framing ones.
 
     ``Authorization`` passes through unless an upstream key is configured, which
     then replaces it. Header names arrive lower-cased from the ASGI server.
     """
-    names_in_connection: set[bytes] = set()
     forwarded: dict[str, str] = {}
     for name, value in client_headers:
-        if name == b"connection":
-            names_in_connection.update(token.strip().lower() for token in value.split(b","))
         if name in _NOT_FORWARDED_UPSTREAM or (api_key and name == b"authorization"):
             continue
         key = name.decode("latin-1")
         text = _text(value)
         forwarded[key] = f"{forwarded[key]}, {text}" if key in forwarded else text
-    for name in names_in_connection:
+    for name in _connection_tokens(client_headers):
         forwarded.pop(name.decode("latin-1"), None)
     if api_key:
         forwarded["authorization"] = f"Bearer {api_key}"
@@ -59,11 +56,8 @@ def client_response_headers(
     chunk), so the ASGI server frames the body itself.
     """
     pairs = [(name.lower(), value) for name, value in upstream_headers]
-    # Names the upstream lists in its Connection header are hop-by-hop too (RFC 9110 7.6.1).
-    dropped = set(_NOT_RELAYED_TO_CLIENT)
-    for name, value in pairs:
-        if name == b"connection":
-            dropped.update(token.strip().lower() for token in value.split(b","))
+    named = _connection_tokens(pairs)
+    dropped = _NOT_RELAYED_TO_CLIENT | named if named else _NOT_RELAYED_TO_CLIENT
     relayed: Headers = [
         (name, value)
         for name, value in pairs
@@ -73,6 +67,16 @@ def client_response_headers(
     ]
     relayed.append((b"x-request-id", request_id))
     return relayed
+
+
+def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
+    """Header names listed in ``Connection``: hop-by-hop too (RFC 9110 7.6.1)."""
+    return {
+        token.strip().lower()
+        for name, value in headers
+        if name == b"connection"
+        for token in value.split(b",")
+    }
 
 
 # Control bytes other than tab are not allowed in a header value (RFC 9110 5.5).

@@ -107,8 +107,8 @@ async def _replace(connection: AsyncConnection, values: dict[str, Any]) -> None:
         .where(
             table.c.kind == values["kind"],
             table.c.active,
-            table.c.model.is_(None) if model is None else table.c.model == model,
-            table.c.adapter.is_(None) if adapter is None else table.c.adapter == adapter,
+            table.c.model.is_not_distinct_from(model),
+            table.c.adapter.is_not_distinct_from(adapter),
         )
         .values(active=False)
     )
@@ -198,8 +198,8 @@ async def auto_quality_baselines(
                 .add_columns(table.c.request_started_at)
                 .where(
                     table.c.rubric_version == version,
-                    table.c.model.is_(None) if model is None else table.c.model == model,
-                    table.c.adapter.is_(None) if adapter is None else table.c.adapter == adapter,
+                    table.c.model.is_not_distinct_from(model),
+                    table.c.adapter.is_not_distinct_from(adapter),
                 )
                 .order_by(table.c.request_started_at)
                 .limit(samples)

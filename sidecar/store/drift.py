@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sidecar.drift.stats import FeatureDrift
+from sidecar.store.locks import session_lock
 from sidecar.store.models import requests_table
 from sidecar.store.scoring_models import drift_checks_table
 
@@ -39,8 +40,8 @@ class ScopeCheck:
 def _scope(model: str | None, adapter: str | None) -> list[sa.ColumnElement[bool]]:
     table = requests_table
     return [
-        table.c.model.is_(None) if model is None else table.c.model == model,
-        table.c.adapter.is_(None) if adapter is None else table.c.adapter == adapter,
+        table.c.model.is_not_distinct_from(model),
+        table.c.adapter.is_not_distinct_from(adapter),
     ]
 
 
@@ -126,21 +127,8 @@ async def latest_checks(
     return [dict(row) for row in (await connection.execute(query)).mappings()]
 
 
-@contextlib.asynccontextmanager
-async def drift_turn(engine: AsyncEngine) -> AsyncIterator[AsyncConnection | None]:
+def drift_turn(
+    engine: AsyncEngine,
+) -> contextlib.AbstractAsyncContextManager[AsyncConnection | None]:
     """A connection holding the drift lock (Postgres), or None when another replica holds it."""
-    async with engine.connect() as connection:
-        if connection.dialect.name != "postgresql":
-            yield connection
-            return
-        locked = await connection.scalar(sa.select(sa.func.pg_try_advisory_lock(DRIFT_LOCK_KEY)))
-        await connection.commit()
-        if not locked:
-            yield None
-            return
-        try:
-            yield connection
-        finally:
-            await connection.rollback()
-            await connection.scalar(sa.select(sa.func.pg_advisory_unlock(DRIFT_LOCK_KEY)))
-            await connection.commit()
+    return session_lock(engine, DRIFT_LOCK_KEY)

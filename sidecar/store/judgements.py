@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sidecar.judge.sampling import JUDGEABLE_PATHS, SampleReason
 from sidecar.records import JsonValue
+from sidecar.store.locks import session_lock
 from sidecar.store.models import feedback_table, requests_table
 from sidecar.store.scoring_models import judgements_table
 
@@ -290,26 +291,15 @@ BATCH_LOCK_KEY = 0x51DEC4A2  # "one replica runs the periodic judge batch"
 async def batch_turn(engine: AsyncEngine, due: datetime) -> AsyncIterator[bool]:
     """True for the one replica that should run the batch due at ``due``: it holds the lock, and
     no batch claim has been made since ``due`` (so a late replica does not run it again)."""
-    async with engine.connect() as connection:
-        postgres = connection.dialect.name == "postgresql"
-        if postgres:
-            locked = await connection.scalar(
-                sa.select(sa.func.pg_try_advisory_lock(BATCH_LOCK_KEY))
+    async with session_lock(engine, BATCH_LOCK_KEY) as connection:
+        if connection is None:
+            yield False
+            return
+        table = judgements_table
+        done = await connection.scalar(
+            sa.select(sa.func.count()).where(
+                table.c.sample_reason == SampleReason.BATCH, table.c.claimed_at >= due
             )
-            await connection.commit()
-            if not locked:
-                yield False
-                return
-        try:
-            table = judgements_table
-            done = await connection.scalar(
-                sa.select(sa.func.count()).where(
-                    table.c.sample_reason == SampleReason.BATCH, table.c.claimed_at >= due
-                )
-            )
-            await connection.commit()
-            yield not done
-        finally:
-            if postgres:
-                await connection.scalar(sa.select(sa.func.pg_advisory_unlock(BATCH_LOCK_KEY)))
-                await connection.commit()
+        )
+        await connection.commit()
+        yield not done
