@@ -10,8 +10,9 @@ from typing import Any
 import orjson
 
 from sidecar.logqueue.redaction import redact
+from sidecar.proxy.capture import cut_json_summary
 from sidecar.proxy.catalog import ModelIdentity
-from sidecar.proxy.sse import reassemble
+from sidecar.proxy.sse import reassemble, whole_events_around
 from sidecar.records import Exchange, JsonValue, LoggedRequest, SchemaVerdict
 from sidecar.validators.selection import Exchanged
 
@@ -32,11 +33,15 @@ def parse_body(raw: bytes, content_type: str | None) -> JsonValue:
     return raw.decode("utf-8", errors="replace")
 
 
-def apply_policy(body: JsonValue, raw_size: int, policy: str, max_bytes: int) -> JsonValue:
+def apply_policy(
+    body: JsonValue, raw_size: int, policy: str, max_bytes: int, *, cut: bool = False
+) -> JsonValue:
+    """``cut``: only the start and end of the body were captured (proxy.max_capture_bytes)."""
     if policy == "none" or body is None:
         return None
-    if raw_size > max_bytes:
-        return f"<body of {raw_size} bytes not stored: over request_log.max_body_bytes>"
+    if raw_size > max_bytes or cut:
+        limit = "request_log.max_body_bytes" if raw_size > max_bytes else "proxy.max_capture_bytes"
+        return f"<body of {raw_size} bytes not stored: over {limit}>"
     return redact(body) if policy == "redacted" else body
 
 
@@ -72,8 +77,10 @@ def prepare_row(
     request = parse_body(exchange.request_body, exchange.request_content_type)
     requested_model = request.get("model") if isinstance(request, dict) else None
     ttft_ms: float | None = None
+    gap_at = exchange.response_gap_at  # the proxy kept only the start and the end
     if exchange.stream:
-        summary = reassemble(exchange.response_body)
+        raw = exchange.response_body
+        summary = reassemble(raw if gap_at is None else whole_events_around(raw, gap_at))
         response: JsonValue = summary.response
         if summary.error is not None:
             response = {**(summary.response or {}), "error": summary.error}
@@ -84,7 +91,11 @@ def prepare_row(
                 (ms for end, ms in exchange.chunk_marks if end >= summary.first_token_offset), None
             )
     else:
-        response = parse_body(exchange.response_body, exchange.response_content_type)
+        response = (
+            parse_body(exchange.response_body, exchange.response_content_type)
+            if gap_at is None
+            else cut_json_summary(exchange.response_body, gap_at)
+        )
         usage = response.get("usage") if isinstance(response, dict) else None
         choices = response.get("choices") if isinstance(response, dict) else None
         first = choices[0] if isinstance(choices, list) and choices else None
@@ -97,7 +108,7 @@ def prepare_row(
     usage = usage if isinstance(usage, dict) else {}
     completion_id = response.get("id") if isinstance(response, dict) else None
     target = None
-    if 200 <= exchange.status < 300:
+    if 200 <= exchange.status < 300 and gap_at is None:  # a cut output cannot be checked
         target = Exchanged(
             exchange.path,
             model,
@@ -129,7 +140,13 @@ def prepare_row(
         finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         request_body=apply_policy(request, len(exchange.request_body), body_policy, max_body_bytes),
         response_body=apply_policy(
-            response, len(exchange.response_body), body_policy, max_body_bytes
+            response,
+            len(exchange.response_body)
+            if exchange.response_bytes is None
+            else exchange.response_bytes,
+            body_policy,
+            max_body_bytes,
+            cut=gap_at is not None,
         ),
         error_kind=exchange.error_kind,
         error_message=exchange.error_message,

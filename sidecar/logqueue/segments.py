@@ -16,6 +16,7 @@ out what a previous run left; the bookkeeping that ties them together lives in
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -71,14 +72,25 @@ def take_lock(directory: Path) -> int:
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
         os.close(fd)
-        who = f"process {holder}" if holder else "another process"
         raise SpoolLocked(
-            f"spool directory {directory} is already in use by {who} "
-            f"(it holds {path}); give each sidecar process its own spool.dir"
+            f"spool directory {directory} is already in use by {_describe_process(holder)} "
+            f"(it holds {path}); stop that process, or give each sidecar its own spool.dir"
         ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _describe_process(pid: str) -> str:
+    """``process 123 (sidecar serve --config x.yaml)``, as far as /proc tells."""
+    if not pid.isdigit():
+        return "another process"
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes()[:200].split(b"\0")
+    except OSError:
+        return f"process {pid}"
+    command = " ".join(part.decode(errors="replace") for part in argv if part)
+    return f"process {pid} ({command})" if command else f"process {pid}"
 
 
 def release_lock(dir_fd: int, lock_fd: int) -> None:
@@ -121,6 +133,10 @@ def write_checkpoint(
         os.write(fd, data + b"\n")
         if durable:
             os.fsync(fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # a full disk: leave nothing half-written behind
+        raise
     finally:
         os.close(fd)
     os.replace(tmp, path)
@@ -157,6 +173,38 @@ def create_segment(directory: Path, segment: int, fsync: FsyncPolicy) -> int:
     return os.open(segment_path(directory, segment), flags, 0o644)
 
 
+class TornFrame(OSError):
+    """A write failed mid-frame and the file could not be cut back: ``written`` bytes remain."""
+
+    def __init__(self, cause: OSError, written: int) -> None:
+        super().__init__(cause.errno, f"{cause.strerror}; {written} bytes of the record remain")
+        self.written = written
+
+
+def append_frame(fd: int, frame: bytes, size: int) -> None:
+    """Append ``frame`` whole to a file of ``size`` bytes, or raise with the file as it was.
+
+    A short write (the disk filled up mid-frame) is cut off again with ftruncate,
+    so no torn frame is left for a reader; if that fails too, :class:`TornFrame`.
+    """
+    written = 0
+    try:
+        written = os.write(fd, frame)
+        while written < len(frame):
+            more = os.write(fd, memoryview(frame)[written:])
+            if more == 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            written += more
+    except OSError as exc:
+        if not written:
+            raise
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            raise TornFrame(exc, written) from exc
+        raise
+
+
 def unlink_segment(directory: Path, segment: int) -> None:
     """Delete a segment file; a missing one is fine, a failure is logged."""
     try:
@@ -167,14 +215,24 @@ def unlink_segment(directory: Path, segment: int) -> None:
         logger.warning("spool %s: could not delete segment %d: %s", directory, segment, exc)
 
 
-def fsync_and_close(directory: Path, fds: list[int]) -> None:
-    """Fsync each fd (a failure is logged) and close it."""
+def fsync_each(directory: Path, fds: list[int]) -> bool:
+    """Fsync each fd (a failure is logged); True when every fsync succeeded."""
+    synced = True
     for fd in fds:
         try:
             os.fsync(fd)
         except OSError as exc:
+            synced = False
             logger.error("spool %s: fsync failed: %s", directory, exc)
-        finally:
+    return synced
+
+
+def fsync_and_close(directory: Path, fds: list[int]) -> bool:
+    """:func:`fsync_each`, then close each fd."""
+    try:
+        return fsync_each(directory, fds)
+    finally:
+        for fd in fds:
             os.close(fd)
 
 
@@ -243,6 +301,16 @@ class SegmentReader:
                 damage.offset,
             )
         return scan
+
+    def release(self, segment: int) -> None:
+        """Let go of ``segment`` if it is the one held open (so deleting it frees its space)."""
+        if self._segment == segment:
+            self.close()
+
+    @property
+    def segment(self) -> int | None:
+        """The segment held open, if any."""
+        return self._segment
 
     def close(self) -> None:
         if self._map is not None:

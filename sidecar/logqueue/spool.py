@@ -13,6 +13,12 @@ replayed after a restart (at least once across crashes; the store's inserts
 are idempotent), and within one process each record is returned once unless
 :meth:`Spool.rewind` is called.
 
+A record the disk refuses (full, or failing) is dropped whole and counted by
+reason (:mod:`sidecar.logqueue.spoolhealth`): a partly written frame is cut off
+again, no segment file is made per drop, and appending resumes by itself once
+the writer's checkpoint frees space. Segments the checkpoint has moved past are
+closed and deleted at once, so their space returns.
+
 Threads: ``append``, ``read_batch`` and ``rewind`` belong to the owning thread
 (the event loop); ``sync`` and ``commit`` may run in a worker thread.
 """
@@ -22,12 +28,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from sidecar.logqueue import segments
-from sidecar.logqueue.framing import encode_frame
+from sidecar.logqueue.framing import Skipped, encode_frame
 from sidecar.logqueue.segments import (
     CHECKPOINT_NAME,
     LOCK_NAME,
@@ -37,6 +45,7 @@ from sidecar.logqueue.segments import (
     SpoolPosition,
     segment_name,
 )
+from sidecar.logqueue.spoolhealth import DropLog, DropReason, drop_reason
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -75,6 +84,7 @@ class Spool:
         max_bytes: int,
         segment_bytes: int,
         fsync: FsyncPolicy = "interval",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_bytes <= 0 or segment_bytes <= 0:
             raise ValueError("max_bytes and segment_bytes must be positive")
@@ -99,11 +109,12 @@ class Spool:
         self._read_high = SpoolPosition(0, 0)  # furthest position ever read
         self._last_record_end = SpoolPosition(0, 0)  # just after the last record returned
         self._reader = segments.SegmentReader(self.directory)
-        self._unsynced: list[int] = []  # fds of sealed segments not yet fsynced
+        self._unsynced: dict[int, int] = {}  # sealed segment -> its fd, not yet fsynced
         self._dir_dirty = False
         self._needs_rotate = False
-        self._write_failing = False
-        self._lost = 0
+        self._disk_failing = False  # the last append failed with an error from the disk
+        self._torn: set[SpoolPosition] = set()  # frames cut short that could not be cut off
+        self._drops = DropLog(self.directory, clock)
         self._corrupt = 0
 
     # -- lifecycle ---------------------------------------------------------
@@ -131,8 +142,8 @@ class Spool:
         self._close_reader()
         with self._mutex:
             fd, self._fd = self._fd, -1
-            sealed, self._unsynced = self._unsynced, []
-        fds = [*sealed, fd]
+            sealed, self._unsynced = self._unsynced, {}
+        fds = [*sealed.values(), fd]
         if self.fsync != "never":
             fds.append(self._dir_fd)
             self._dir_fd = -1
@@ -154,51 +165,45 @@ class Spool:
     # -- the request path ----------------------------------------------------
 
     def append(self, payload: bytes) -> bool:
-        """Append one record; False when it was dropped (spool full or disk error), counted."""
+        """Append one record; False when it was dropped (see :attr:`last_drop_reason`)."""
+        self._require_open()
         frame = encode_frame(payload)
-        size = len(frame)
-        if self._fd < 0:
-            raise RuntimeError(f"spool {self.directory} is not open")
-        if self._written - self._committed_abs + size > self.max_bytes:
-            self._lost += 1
+        if self._written - self._committed_abs + len(frame) > self.max_bytes:
+            cause = f"{self.pending_bytes} bytes wait for the database, spool.max_bytes is "
+            self._drops.dropped("spool_full", f"{cause}{self.max_bytes}")
             return False
-        if (self._active_size and self._active_size + size > self.segment_bytes) or (
-            self._needs_rotate
-        ):
-            try:
-                self._rotate()
-            except OSError as exc:
-                self._write_failed(exc)
-                return False
-        written = 0
         try:
-            written = os.write(self._fd, frame)
-            while written < size:  # a short write: the disk filled up mid-frame
-                written += os.write(self._fd, frame[written:])
+            if self._must_rotate(len(frame)):
+                self._rotate()
+            self._write(frame)
         except OSError as exc:
-            self._active_size += written
-            self._written += written
-            self._needs_rotate = True  # seal the torn frame where the reader skips it
-            self._write_failed(exc)
+            self._disk_failing = True
+            self._drops.dropped(drop_reason(exc), str(exc))
             return False
-        self._active_size += size
-        self._written += size
-        if self._write_failing:
-            self._write_failing = False
-            logger.warning("spool %s: appending works again", self.directory)
+        self._disk_failing = False
+        self._drops.appended()
         return True
 
-    def sync(self) -> None:
-        """Flush appended records to disk (run it every fsync interval, off the loop if you like)."""
+    def sync(self) -> bool:
+        """Flush appended records to disk (run it every fsync interval, off the loop if you like).
+
+        True when every fsync succeeded (a failure is logged). Out of descriptors,
+        it syncs the files in place instead of raising.
+        """
         with self._mutex:
             if self._fd < 0:
-                return
-            fds = [*self._unsynced, os.dup(self._fd)]
-            self._unsynced = []
-            if self._dir_dirty:
-                fds.append(os.dup(self._dir_fd))
-                self._dir_dirty = False
-        segments.fsync_and_close(self.directory, fds)
+                return True
+            fds = list(self._unsynced.values())
+            self._unsynced = {}
+            in_place = [self._fd, self._dir_fd] if self._dir_dirty else [self._fd]
+            self._dir_dirty = False
+            try:
+                for fd in in_place:
+                    fds.append(os.dup(fd))
+            except OSError:  # no descriptor to spare (EMFILE): fsync while holding the mutex
+                synced = segments.fsync_each(self.directory, in_place)
+                return segments.fsync_and_close(self.directory, fds) and synced
+        return segments.fsync_and_close(self.directory, fds)
 
     # -- the writer's side -----------------------------------------------------
 
@@ -213,7 +218,10 @@ class Spool:
             raise ValueError("max_records and max_bytes must be at least 1")
         records: list[bytes] = []
         payload_bytes = 0
+        self._free_stored_segment()
         cursor = max(self._cursor, self._committed)
+        if (held := self._reader.segment) is not None and held < cursor.segment:
+            self._reader.close()  # maybe deleted by commit(): let its space go
         while len(records) < max_records:
             segment = cursor.segment
             sealed = segment != self._active_id
@@ -221,6 +229,7 @@ class Spool:
             if end is None or cursor.offset >= end:
                 if not sealed:
                     break
+                self._reader.release(segment)
                 cursor = SpoolPosition(self._segment_after(segment), 0)
                 continue
             scan = self._reader.scan(
@@ -240,7 +249,7 @@ class Spool:
                 continue
             records.extend(scan.records)
             payload_bytes += scan.payload_bytes
-            self._corrupt += len(scan.skipped)  # each one logged by the reader
+            self._corrupt += self._count_damage(segment, scan.skipped)  # logged by the reader
             if scan.last_record_end is not None:
                 self._last_record_end = SpoolPosition(segment, scan.last_record_end)
             cursor = SpoolPosition(segment, scan.position)
@@ -272,12 +281,18 @@ class Spool:
             # lets the disk recover.
             logger.error("spool %s: could not write the checkpoint: %s", self.directory, exc)
         with self._mutex:
-            self._committed = position
-            self._committed_abs = self._starts[position.segment] + position.offset
-            finished = [segment for segment in self._sizes if segment < position.segment]
+            if position > self._committed and position.segment in self._starts:
+                self._committed = position
+                self._committed_abs = self._starts[position.segment] + position.offset
+            finished = [segment for segment in self._sizes if segment < self._committed.segment]
             for segment in finished:
                 del self._sizes[segment]
                 del self._starts[segment]
+            stored = [
+                self._unsynced.pop(segment) for segment in finished if segment in self._unsynced
+            ]
+        for fd in stored:  # in the database already: no need to fsync it
+            os.close(fd)
         for segment in finished:
             segments.unlink_segment(self.directory, segment)
 
@@ -295,7 +310,20 @@ class Spool:
     @property
     def lost_records(self) -> int:
         """Records dropped by append() (spool full, or the disk refused the write)."""
-        return self._lost
+        return self._drops.total
+
+    @property
+    def last_drop_reason(self) -> DropReason | None:
+        """Why append() last dropped a record: spool_full, disk_full or io_error."""
+        return self._drops.last_reason
+
+    def health(self) -> str:
+        """``ok``; or ``degraded: dropping records (...)`` a while after a drop; or nearly full."""
+        if (dropping := self._drops.dropping()) is not None:
+            return f"degraded: {dropping}"
+        if self.pending_bytes >= self.max_bytes * 0.9:
+            return f"nearly full ({self.pending_bytes} bytes)"
+        return "ok"
 
     @property
     def corrupt_records(self) -> int:
@@ -341,6 +369,41 @@ class Spool:
                 committed,
             )
 
+    def _must_rotate(self, size: int) -> bool:
+        if self._needs_rotate:
+            return True
+        if not self._active_size:
+            return False
+        if self._active_size + size > self.segment_bytes:
+            return True
+        # The disk refused the last append and all of this segment is stored: start a new one
+        # so this one is deleted and its space is there for the record.
+        return self._disk_failing and self._committed_abs == self._written
+
+    def _free_stored_segment(self) -> None:
+        """While the disk refuses appends, give back the active segment once all of it is stored."""
+        if self._disk_failing and self._active_size and self._committed_abs == self._written:
+            try:
+                self._rotate()
+            except OSError as exc:
+                logger.debug("spool %s: cannot start a new segment yet: %s", self.directory, exc)
+
+    def _write(self, frame: bytes) -> None:
+        """Append ``frame`` whole, or raise with the active segment as it was (or sealed away)."""
+        try:
+            segments.append_frame(self._fd, frame, self._active_size)
+        except segments.TornFrame as exc:
+            # Sealed, the torn frame is skipped by the reader; it is not counted as
+            # corrupt there, since append() counts it as dropped.
+            logger.warning("spool %s: cannot cut off a torn record: %s", self.directory, exc)
+            self._torn.add(SpoolPosition(self._active_id, self._active_size))
+            self._active_size += exc.written
+            self._written += exc.written
+            self._needs_rotate = True
+            raise
+        self._active_size += len(frame)
+        self._written += len(frame)
+
     def _rotate(self) -> None:
         new_id = self._active_id + 1
         old_fd, old_id = self._fd, self._active_id
@@ -348,35 +411,42 @@ class Spool:
         fd = segments.create_segment(self.directory, new_id, self.fsync)
         to_sync = -1
         with self._mutex:
+            end = self._starts[old_id] + size
             self._sizes[old_id] = size
-            self._starts[new_id] = self._written = self._starts[old_id] + size
+            self._starts[new_id] = self._written = end
             self._active_id, self._fd, self._active_size = new_id, fd, 0
             self._needs_rotate = False
-            if self.fsync == "interval":
-                self._unsynced.append(old_fd)
-                self._dir_dirty = True
+            stored = self._committed_abs >= end
+            if stored:  # nothing in it to read again: delete it now, not at the next commit
+                del self._sizes[old_id], self._starts[old_id]
+                self._committed = SpoolPosition(new_id, 0)
+            elif self.fsync == "interval":
+                self._unsynced[old_id] = old_fd
                 if len(self._unsynced) > _MAX_UNSYNCED_SEGMENTS:
-                    to_sync = self._unsynced.pop(0)
-        if self.fsync == "always":
-            os.close(old_fd)  # written with O_DSYNC
-            os.fsync(self._dir_fd)
-        elif self.fsync == "never":
+                    to_sync = self._unsynced.pop(min(self._unsynced))
+            if self.fsync == "interval":
+                self._dir_dirty = True
+        if stored:
+            self._reader.release(old_id)
             os.close(old_fd)
-        elif to_sync >= 0:  # nobody calls sync(): do it here rather than pile up fds
-            try:
-                os.fsync(to_sync)
-            finally:
-                os.close(to_sync)
+            segments.unlink_segment(self.directory, old_id)
+        elif self.fsync != "interval":
+            os.close(old_fd)  # "always": written with O_DSYNC
+        if self.fsync == "always":
+            os.fsync(self._dir_fd)
+        if to_sync >= 0:  # nobody calls sync(): do it here rather than pile up fds
+            segments.fsync_and_close(self.directory, [to_sync])
 
-    def _write_failed(self, exc: OSError) -> None:
-        self._lost += 1
-        if not self._write_failing:
-            self._write_failing = True
-            logger.error(
-                "spool %s: cannot append (%s); dropping records until the disk recovers",
-                self.directory,
-                exc,
-            )
+    def _count_damage(self, segment: int, skipped: Iterable[Skipped]) -> int:
+        """Damaged regions to count as corrupt: all but the torn frames append() counted."""
+        count = 0
+        for damage in skipped:
+            torn = SpoolPosition(segment, damage.offset)
+            if torn in self._torn:
+                self._torn.discard(torn)
+            else:
+                count += 1
+        return count
 
     def _segment_after(self, segment: int) -> int:
         with self._mutex:

@@ -41,21 +41,13 @@ class LogPipeline:
         self.metrics = metrics
         self.wake = asyncio.Event()
         self._encode = msgspec.msgpack.Encoder().encode
-        self._last_full_warning = 0.0
 
     def submit(self, exchange: Exchange) -> None:
         if self.spool.append(self._encode(exchange)):
             self.wake.set()
             return
-        self.metrics.rows_lost.labels("spool_full").inc()
-        now = time.monotonic()
-        if now - self._last_full_warning > 10.0:
-            self._last_full_warning = now
-            logger.error(
-                "log spool is full (%d bytes pending): dropping request records "
-                "(counted in sidecar_log_rows_lost_total). Is the database reachable?",
-                self.spool.pending_bytes,
-            )
+        # Dropped: the spool logged why (rate-limited); count it by that reason.
+        self.metrics.rows_lost.labels(self.spool.last_drop_reason or "spool_full").inc()
 
 
 class LogWriter:
@@ -143,6 +135,10 @@ class LogWriter:
         for problem in batch.unreadable:
             logger.error("dropping an unreadable log record (%s)", problem)
             self.metrics.rows_lost.labels("corrupt").inc()
+        for why in batch.degraded:
+            self.metrics.rows_degraded.labels(why).inc()
+        for why in batch.workers_replaced:
+            self.metrics.row_workers_replaced.labels(why).inc()
         if batch.unknown_models and self.on_unknown_models is not None:
             self.on_unknown_models(batch.unknown_models)
         rows = batch.rows

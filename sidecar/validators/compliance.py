@@ -9,7 +9,7 @@ from sidecar.errors import ConfigError
 from sidecar.records import SchemaVerdict
 from sidecar.settings import ComplianceSettings
 from sidecar.validators.registry import SchemaRegistry
-from sidecar.validators.selection import Exchanged, SchemaRule, applies, check
+from sidecar.validators.selection import Exchanged, SchemaRule, applies, check, schema_name
 
 logger = logging.getLogger("sidecar.compliance")
 
@@ -17,11 +17,15 @@ logger = logging.getLogger("sidecar.compliance")
 class Compliance:
     """Compiled once at start (and on reload); :meth:`check` is pure over one exchange."""
 
-    def __init__(self, settings: ComplianceSettings, *, base_dir: Path | None = None) -> None:
+    def __init__(
+        self, settings: ComplianceSettings, *, base_dir: Path | None = None, reload: bool = False
+    ) -> None:
+        """``reload``: the directory must exist (at start a missing one means no schemas)."""
         directory = Path(settings.schemas_dir)
         if base_dir is not None and not directory.is_absolute():
             directory = base_dir / directory
-        self.registry = SchemaRegistry.load(directory)
+        self.directory = directory
+        self.registry = SchemaRegistry.load(directory, missing_ok=not reload)
         self.rules = [
             SchemaRule(rule.schema, rule.model, rule.adapter, rule.path, rule.allow_fenced)
             for rule in settings.rules
@@ -37,6 +41,9 @@ class Compliance:
 
     def applies(self, exchanged: Exchanged) -> bool:
         return applies(exchanged, self.rules)
+
+    def schema_name(self, exchanged: Exchanged) -> str | None:
+        return schema_name(exchanged, self.rules)
 
     def check(self, exchanged: Exchanged) -> SchemaVerdict | None:
         if not self.enabled:

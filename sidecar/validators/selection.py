@@ -101,6 +101,20 @@ def applies(exchanged: Exchanged, rules: Sequence[SchemaRule]) -> bool:
     return any(rule.matches(exchanged.model, exchanged.adapter, exchanged.path) for rule in rules)
 
 
+def schema_name(exchanged: Exchanged, rules: Sequence[SchemaRule]) -> str | None:
+    """The name :func:`check` would record, without checking anything (cheap)."""
+    request = exchanged.request if isinstance(exchanged.request, dict) else {}
+    tools = request.get("tools")
+    if isinstance(tools, list) and tools and _outputs(exchanged.response)[1]:
+        return "request:tools"
+    chosen = _request_schema(request)
+    if chosen is not None:
+        return chosen[0]
+    rule = next((rule for rule in rules
+                 if rule.matches(exchanged.model, exchanged.adapter, exchanged.path)), None)  # fmt: skip
+    return exchanged.schema_header or (rule.schema if rule else None)
+
+
 def check(
     exchanged: Exchanged,
     registry: SchemaRegistry,
@@ -119,12 +133,9 @@ def check(
     chosen = _request_schema(request)
     if chosen is not None:
         name, schema = chosen
-        validator = registry.for_request_schema(schema)
-        if validator is None:
-            issue = SchemaIssue("/", "the request's schema is not a valid JSON Schema")
-            return SchemaVerdict(name, Verdict.SCHEMA_ERROR, 1, (issue,))
+        compiled = registry.for_request_schema(schema)
         return judge(
-            name, [Target(text, validator, allow_fence=allow_fenced)], exchanged.finish_reason
+            name, [Target(text, compiled, allow_fence=allow_fenced)], exchanged.finish_reason
         )
     rule = next(
         (

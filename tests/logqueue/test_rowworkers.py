@@ -1,8 +1,10 @@
 """Rows built in a worker process are the rows built in-process: verdicts, features, unknown
-models and unreadable records included; a dead worker falls back to building in-process."""
+models and unreadable records included; a dead or stuck worker is replaced, and a record that
+fails twice is logged without its schema check."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,11 +14,13 @@ from typing import Any
 
 import msgspec
 import orjson
+import pytest
 
 from sidecar.logqueue.rowbuild import BuildOptions, BuiltBatch
 from sidecar.logqueue.rowworkers import RowBuilder
 from sidecar.settings import ComplianceSettings, SchemaRuleSettings
 from tests.helpers import wait_for
+from tests.logqueue.faults import DIE, STALL, build_with_faults
 from tests.logqueue.test_rows import exchange
 
 SCHEMAS = str(Path(__file__).resolve().parents[2] / "schemas")
@@ -71,19 +75,94 @@ async def test_worker_and_in_process_rows_agree() -> None:
     assert len(pooled.unreadable) == 1
 
 
-async def test_a_dead_worker_falls_back_to_building_in_process() -> None:
+async def test_a_worker_killed_while_idle_is_replaced_and_counted() -> None:
     rows = builder(1)
     try:
         first = await rows(RECORDS, CATALOG)
-        assert rows._pool is not None
-        for pid in list(rows._pool._processes):
-            os.kill(pid, signal.SIGKILL)
-        fallback = await rows(RECORDS, CATALOG)
-        again = await rows(RECORDS, CATALOG)  # a fresh worker takes over
+        (pid,) = rows.pids()
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not Path(f"/proc/{pid}/status").exists()
+                 or "zombie" in Path(f"/proc/{pid}/status").read_text(), what="the kill")  # fmt: skip
+        replaced = await rows(RECORDS, CATALOG)
+        again = await rows(RECORDS, CATALOG)  # the fresh worker carries on
     finally:
         rows.close()
-    assert fallback.rows == first.rows
+    assert replaced.rows == first.rows
+    assert replaced.workers_replaced == ["died"]
     assert again.rows == first.rows
+    assert again.workers_replaced == []
+
+
+def faulty_builder(workers: int = 1, deadline_s: float = 0.5) -> RowBuilder:
+    compliance = ComplianceSettings(
+        schemas_dir=SCHEMAS, rules=[SchemaRuleSettings(schema="support_triage", model="support")]
+    )
+    return RowBuilder(
+        compliance, OPTIONS, workers, record_deadline_s=deadline_s, build=build_with_faults
+    )
+
+
+async def test_a_record_past_its_deadline_is_retried_once_then_logged_without_its_check() -> None:
+    poison = record("stuck " + STALL.decode(), index=7)
+    rows = faulty_builder()
+    try:
+        built = await rows([RECORDS[0], poison, RECORDS[1]], CATALOG)
+        after = await rows(RECORDS[:2], CATALOG)  # the replacement worker builds the next batch
+    finally:
+        rows.close()
+    by_id = {row.id[-1]: row for row in built.rows}
+    assert sorted(by_id) == ["1", "2", "7"]
+    stuck = by_id["7"]
+    assert (stuck.schema_name, stuck.schema_verdict, stuck.features) == (
+        "support_triage", "check_timeout", None,
+    )  # fmt: skip
+    assert "record_deadline_s (0.5 s) twice" in stuck.schema_errors[0]["message"]  # type: ignore[index]
+    assert stuck.response_body is not None  # everything else is logged
+    assert (by_id["1"].schema_verdict, by_id["2"].schema_verdict) == ("valid", "invalid")
+    assert built.degraded == ["check_timeout"]
+    assert built.workers_replaced == ["deadline", "deadline"]
+    assert [row.schema_verdict for row in after.rows] == ["valid", "invalid"]
+
+
+async def test_a_record_that_kills_its_worker_is_quarantined_after_one_retry() -> None:
+    poison = record("crash " + DIE.decode(), index=8)
+    rows = faulty_builder(workers=2)
+    try:
+        built = await rows([RECORDS[0], RECORDS[1], poison, RECORDS[2]], CATALOG)
+    finally:
+        rows.close()
+    verdicts = {row.id[-1]: row.schema_verdict for row in built.rows}
+    assert verdicts == {"1": "valid", "2": "invalid", "8": "check_timeout", "3": None}
+    assert built.degraded == ["worker_died"]
+    assert built.workers_replaced == ["died", "died"]
+
+
+async def test_cancelling_a_build_kills_its_stuck_worker() -> None:
+    """Shutdown and the drain deadline cancel the writer: a stuck worker must not outlive it."""
+    rows = faulty_builder(deadline_s=3600)
+    try:
+        await rows(RECORDS[:1], CATALOG)  # started and warm
+        worker = rows._slots[0]
+        assert worker is not None
+        task = asyncio.ensure_future(rows([record(STALL.decode(), index=9)], CATALOG))
+        while worker.progress[0] < 0:
+            await asyncio.sleep(0.01)  # until it is inside the record
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert worker.process.exitcode == -signal.SIGKILL  # killed and reaped, not left running
+    finally:
+        rows.close()
+
+
+async def test_in_process_building_checks_a_redos_pattern_in_linear_time() -> None:
+    poison = record(orjson.dumps({"s": "a" * 50_000 + "b"}).decode(), index=5,
+                    response_format={"type": "json_schema", "json_schema": {"name": "redos",
+                                     "schema": {"properties": {"s": {"pattern": "^(a+)+$"}}}}})  # fmt: skip
+    built = await builder(0)([poison, RECORDS[0]], CATALOG)
+    assert [(row.schema_name, row.schema_verdict) for row in built.rows] == [
+        ("request:redos", "invalid"), ("support_triage", "valid"),
+    ]  # fmt: skip
 
 
 def test_a_worker_leaves_when_its_sidecar_is_killed(tmp_path: Path) -> None:
@@ -96,8 +175,9 @@ def test_a_worker_leaves_when_its_sidecar_is_killed(tmp_path: Path) -> None:
         "async def main():\n"
         "    rows = RowBuilder(ComplianceSettings(), BuildOptions('full', 1 << 20, True), 1)\n"
         "    asyncio.ensure_future(rows([b'x'], {}))\n"
-        "    await asyncio.sleep(0)  # the pool is starting; its worker is still importing\n"
-        "    print(*rows._pool._processes, flush=True)\n"
+        "    while not rows.pids():  # the worker is starting; it is still importing\n"
+        "        await asyncio.sleep(0)\n"
+        "    print(*rows.pids(), flush=True)\n"
         "    await asyncio.sleep(60)\n"
         "if __name__ == '__main__':\n"
         "    asyncio.run(main())\n"

@@ -10,7 +10,7 @@ import sys
 import tempfile
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,10 +56,10 @@ def drain(spool: Spool, batch: int = 7) -> list[bytes]:
 def crash(spool: Spool) -> None:
     """Drop the spool as a killed process would: close its files, write nothing more."""
     spool._close_reader()
-    for fd in [spool._fd, *spool._unsynced, spool._dir_fd, spool._lock_fd]:
+    for fd in [spool._fd, *spool._unsynced.values(), spool._dir_fd, spool._lock_fd]:
         os.close(fd)
     spool._fd = spool._dir_fd = spool._lock_fd = -1
-    spool._unsynced = []
+    spool._unsynced = {}
 
 
 @pytest.fixture
@@ -300,27 +300,52 @@ def test_sealed_segments_wait_for_sync_without_piling_up(directory: Path) -> Non
             spool.append(record)
         assert len(spool._unsynced) <= 8
         spool.sync()
-        assert spool._unsynced == []
+        assert spool._unsynced == {}
 
 
-def test_a_failed_write_is_counted_and_its_torn_frame_sealed_away(
-    spool: Spool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    spool.append(b"before")
-    real_write = os.write
-
-    def half_then_disk_full(fd: int, data: bytes) -> int:
+def half_then_disk_full(real_write: Callable[[int, bytes], int]) -> Callable[[int, bytes], int]:
+    def write(fd: int, data: bytes) -> int:
         if len(data) > 40:  # the kernel writes what fits, then refuses the rest
             return real_write(fd, data[:30])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "write", half_then_disk_full)
+    return write
+
+
+def test_a_torn_record_is_counted_once_as_lost_and_cut_off_the_segment(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool.append(b"before")
+    real_write = os.write
+    monkeypatch.setattr(os, "write", half_then_disk_full(real_write))
     assert not spool.append(b"x" * 50)
     monkeypatch.setattr(os, "write", real_write)
     assert spool.lost_records == 1
+    assert spool.last_drop_reason == "disk_full"
+    [segment] = segments(spool.directory)
+    assert segment.stat().st_size == len(encode_frame(b"before"))  # the 30 bytes are gone
     assert spool.append(b"after")
     assert drain(spool) == [b"before", b"after"]
-    assert spool.corrupt_records == 1
+    assert spool.corrupt_records == 0  # dropped at append, not counted again when read
+    assert spool.pending_bytes == 0
+
+
+def test_a_torn_record_that_cannot_be_cut_off_is_sealed_away_and_still_counted_once(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_truncate(fd: int, length: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    spool.append(b"before")
+    real_write = os.write
+    monkeypatch.setattr(os, "write", half_then_disk_full(real_write))
+    monkeypatch.setattr(os, "ftruncate", no_truncate)
+    assert not spool.append(b"x" * 50)
+    monkeypatch.setattr(os, "write", real_write)
+    assert spool.append(b"after")  # in a new segment: the torn frame ends a sealed one
+    assert drain(spool) == [b"before", b"after"]
+    assert spool.lost_records == 1
+    assert spool.corrupt_records == 0
     assert spool.pending_bytes == 0
 
 

@@ -145,3 +145,28 @@ def test_output_that_was_not_utf8_gets_a_verdict() -> None:
     text = b'{"category": "\xff\xfe"}'.decode("utf-8", errors="replace")
     assert verdict_of(text).verdict == Verdict.INVALID
     assert verdict_of("\udcff").verdict == Verdict.UNPARSEABLE
+
+
+REDOS_SCHEMA = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}}}
+
+
+def test_a_catastrophic_request_pattern_is_matched_in_linear_time() -> None:
+    """``^(a+)+$`` against 100,000 ``a`` and a ``b``: Python's ``re`` would backtrack for
+    longer than the universe has existed; the linear engine answers ``invalid`` at once."""
+    validator = SchemaRegistry().for_request_schema(REDOS_SCHEMA)
+    output = orjson.dumps({"s": "a" * 100_000 + "b"}).decode()
+    result = judge("request:redos", [Target(output, validator)], "stop")
+    assert result.verdict == Verdict.INVALID
+    assert result.errors[0].path == "/s"
+
+
+def test_a_named_pattern_past_its_backtracking_limit_is_check_timeout(tmp_path: Path) -> None:
+    (tmp_path / "echo.json").write_text(
+        '{"type": "object", "properties": {"s": {"pattern": "(a*)*\\\\1b"}}}'
+    )
+    validator = SchemaRegistry.load(tmp_path).get("echo")
+    output = orjson.dumps({"s": "a" * 50_000}).decode()
+    result = judge("echo", [Target(output, validator)], "stop")
+    assert result.verdict == Verdict.CHECK_TIMEOUT
+    assert result.errors[0].path == "/s"
+    assert "backtracking limit" in result.errors[0].message
