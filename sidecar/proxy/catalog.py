@@ -36,6 +36,7 @@ class ModelCatalog:
     def __init__(self) -> None:
         self._parents: dict[str, str | None] = {}
         self.healthy = False
+        self.last_error: str | None = None  # why the last check failed
 
     def update(self, models_document: Any) -> None:
         """Replace the catalog with the cards of a ``/v1/models`` response body."""
@@ -65,8 +66,12 @@ class ModelCatalog:
             if self.healthy:
                 logger.warning("cannot refresh the model list from the upstream: %s", exc)
             self.healthy = False
+            self.last_error = str(exc)
             return False
+        if not self.healthy and self.last_error is not None:
+            logger.info("the upstream answers again (GET /v1/models)")
         self.healthy = True
+        self.last_error = None
         return True
 
     async def run(

@@ -1,12 +1,16 @@
 """Server-sent events: hide an injected usage chunk (request path) and reassemble streams (writer).
 
-Both are pure: :class:`UsageChunkFilter` is a byte-level state machine fed
-with whatever the upstream sends; :func:`reassemble` turns a captured stream
-into the message a non-streaming call would have returned.
+Both are pure and take any of the three line endings the SSE format allows (LF, CRLF, CR; a
+stream may mix them). :class:`UsageChunkFilter` is a byte-level state machine fed with whatever
+the upstream sends; it forwards every byte unchanged and in order, holding back at most one
+small event. :func:`reassemble` turns a captured stream into the message a non-streaming call
+would have returned. Both run in time linear in the stream's size.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +18,14 @@ import orjson
 
 EVENT_END = b"\n\n"
 DONE_EVENT = b"data: [DONE]\n\n"
+DONE_EVENTS = (DONE_EVENT, b"data: [DONE]\r\n\r\n", b"data: [DONE]\r\r")
+# A chunk that ends like this ends with a complete event (a blank line after a line end).
+_ENDS_WITH_EVENT_END = (b"\n\n", b"\r\r", b"\n\r\n")
+# A line end followed by an empty line. A CR directly followed by LF is one line end (CRLF),
+# never a line end plus an empty line.
+_EVENT_END = re.compile(rb"\r\n(?:\r\n|\n|\r)|\n(?:\r\n|\n|\r)|\r(?:\r\n|\r)")
+_EVENT_END_MAX = 4  # bytes of the longest match above
+MAX_HELD_EVENT_BYTES = 64 * 1024  # an event still open past this is passed on, never held
 _FINISH_MARK = b'"finish_reason":"'
 _USAGE_ONLY_MARK = b'"choices":[]'
 _FINGERPRINT_KEY = b'"system_fingerprint":'
@@ -26,36 +38,74 @@ class UsageChunkFilter:
     when ``include_usage`` is on, so finish chunks are held until the next event
     and, when that is the usage chunk, get the fingerprint back. The client then
     receives the bytes vLLM would have sent it without ``include_usage``.
+
+    Only events that could be one of those two are held. An event that is still open after
+    ``MAX_HELD_EVENT_BYTES`` (a stream without blank-line event ends, say) is passed on as it
+    arrives, so nothing waits for the end of the stream and memory stays bounded.
     """
 
-    __slots__ = ("_held", "_partial")
+    __slots__ = ("_held", "_partial", "_passed_tail", "_passing", "_scan_from")
 
     def __init__(self) -> None:
-        self._partial = b""
+        self._partial = bytearray()
+        self._scan_from = 0  # the partial holds no event end before this offset
         self._held: list[bytes] = []
+        self._passing = False  # forwarding an oversized event until its end
+        self._passed_tail = b""  # its last bytes forwarded, to see an end that spans chunks
 
     def feed(self, data: bytes) -> bytes:
         """Bytes to forward now for ``data`` just received."""
-        if not self._partial and not self._held and data.endswith(EVENT_END):
-            if _FINISH_MARK not in data and _USAGE_ONLY_MARK not in data:
-                return data  # the common case: ordinary token chunks
-        buffered = self._partial + data
-        cut = buffered.rfind(EVENT_END)
-        if cut < 0:
-            self._partial = buffered
-            return b""
-        self._partial = buffered[cut + 2 :]
+        if not self._partial and not self._held and not self._passing:
+            if data.endswith(_ENDS_WITH_EVENT_END):
+                if _FINISH_MARK not in data and _USAGE_ONLY_MARK not in data:
+                    return data  # the common case: ordinary token chunks
         out: list[bytes] = []
-        for event in buffered[: cut + 2].split(EVENT_END)[:-1]:
-            self._on_event(event + EVENT_END, out)
+        if self._passing:
+            data = self._pass_open_event(data, out)
+        self._partial += data
+        self._take_events(out)
+        if len(self._partial) > MAX_HELD_EVENT_BYTES:
+            out.extend(self._held)
+            self._held.clear()
+            out.append(bytes(self._partial))
+            self._passed_tail = bytes(self._partial[-(_EVENT_END_MAX - 1) :])
+            self._partial.clear()
+            self._scan_from = 0
+            self._passing = True
         return b"".join(out)
 
     def flush(self) -> bytes:
         """Everything still held, at the end of the stream."""
-        rest = b"".join(self._held) + self._partial
+        rest = b"".join(self._held) + bytes(self._partial)
         self._held.clear()
-        self._partial = b""
+        self._partial.clear()
+        self._scan_from = 0
         return rest
+
+    def _pass_open_event(self, data: bytes, out: list[bytes]) -> bytes:
+        """Forward the rest of an oversized event; return what follows its end (or nothing)."""
+        context = self._passed_tail
+        match = _EVENT_END.search(context + data)
+        if match is None:
+            out.append(data)
+            self._passed_tail = (context + data)[-(_EVENT_END_MAX - 1) :]
+            return b""
+        end = match.end() - len(context)
+        out.append(data[:end])
+        self._passed_tail = b""
+        self._passing = False
+        return data[end:]
+
+    def _take_events(self, out: list[bytes]) -> None:
+        partial = self._partial
+        cut = 0
+        position = max(self._scan_from - (_EVENT_END_MAX - 1), 0)
+        while (match := _EVENT_END.search(partial, position)) is not None:
+            self._on_event(bytes(partial[cut : match.end()]), out)
+            cut = position = match.end()
+        if cut:
+            del partial[:cut]
+        self._scan_from = len(partial)
 
     def _on_event(self, event: bytes, out: list[bytes]) -> None:
         if _USAGE_ONLY_MARK in event and event.startswith(b"data: {"):
@@ -86,17 +136,29 @@ def _fingerprint_member(event: bytes) -> bytes | None:
 
 
 def _with_member(event: bytes, member: bytes) -> bytes:
-    """Append a JSON member to the object of one ``data: {...}\\n\\n`` event."""
-    body = event.rstrip(b"\n")
+    """Append a JSON member to the object of one ``data: {...}`` event (its line ends kept)."""
+    body = event.rstrip(b"\r\n")
     if not body.endswith(b"}") or _FINGERPRINT_KEY in body:
         return event
-    return body[:-1] + b"," + member + b"}" + EVENT_END
+    return body[:-1] + b"," + member + b"}" + event[len(body) :]
+
+
+def whole_events_around(raw: bytes, gap_at: int) -> bytes:
+    """A stream captured with its middle dropped (at ``gap_at``), cut back to whole events: the
+    complete events before the gap, then those after the first event end behind it."""
+    head, tail = raw[:gap_at], raw[gap_at:]
+    last_end = 0
+    for match in _EVENT_END.finditer(head):
+        last_end = match.end()
+    first = _EVENT_END.search(tail)
+    return head[:last_end] + (tail[first.end() :] if first is not None else b"")
 
 
 def split_done(data: bytes) -> tuple[bytes, bytes]:
     """Split a trailing ``data: [DONE]`` event off ``data`` (so it can be sent after logging)."""
-    if data.endswith(DONE_EVENT):
-        return data[: -len(DONE_EVENT)], DONE_EVENT
+    for done in DONE_EVENTS:
+        if data.endswith(done):
+            return data[: -len(done)], done
     return data, b""
 
 
@@ -132,17 +194,12 @@ def reassemble(raw: bytes) -> StreamSummary:
     first_token_offset: int | None = None
     done = False
     malformed = 0
-    offset = 0
-    for event in raw.split(EVENT_END):
-        offset += len(event) + len(EVENT_END)
-        data = _event_data(event)
-        if data is None:
-            continue
-        if data == b"[DONE]":
+    for end, payload in iter_event_data(raw):
+        if payload == b"[DONE]":
             done = True
             continue
         try:
-            chunk = orjson.loads(data)
+            chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:
             malformed += 1
             continue
@@ -159,7 +216,7 @@ def reassemble(raw: bytes) -> StreamSummary:
             usage = chunk["usage"]
         for raw_choice in chunk.get("choices") or ():
             if _merge_choice(choices, raw_choice) and first_token_offset is None:
-                first_token_offset = min(offset, len(raw))
+                first_token_offset = end
     response = _response_from(head, choices, usage) if head or choices else None
     finish = next((c.finish_reason for c in sorted_choices(choices) if c.finish_reason), None)
     return StreamSummary(response, usage, finish, first_token_offset, error, done, malformed)
@@ -169,14 +226,43 @@ def sorted_choices(choices: dict[int, _Choice]) -> list[_Choice]:
     return [choices[index] for index in sorted(choices)]
 
 
-def _event_data(event: bytes) -> bytes | None:
-    """The payload of one SSE event's ``data:`` lines (None for comments and empty events)."""
-    lines = [
-        line[5:].lstrip(b" ")
-        for line in event.replace(b"\r\n", b"\n").split(b"\n")
-        if line.startswith(b"data:")
-    ]
-    return b"\n".join(lines) if lines else None
+def iter_event_data(raw: bytes) -> Iterator[tuple[int, bytes]]:
+    """``(offset just past the event, payload)`` for each event's ``data:`` lines.
+
+    Lines end in LF, CRLF or CR; an empty line ends an event, and so does the end of the
+    stream (an upstream that never sends the blank line still gets its last event read). The
+    ``data:`` lines of one event are joined with LF, as the SSE format says; when that is not
+    JSON but each line is (a stream that put no blank lines between its events), each line is
+    its own payload. Comments and other fields are skipped.
+    """
+    data: list[bytes] = []
+    offset = 0
+    for line in raw.splitlines(keepends=True):
+        offset += len(line)
+        content = line.rstrip(b"\r\n")
+        if not content:
+            if data:
+                yield from _payloads(data, offset)
+                data = []
+        elif content.startswith(b"data:"):
+            value = content[5:]
+            data.append(value[1:] if value.startswith(b" ") else value)
+    if data:
+        yield from _payloads(data, offset)
+
+
+def _payloads(lines: list[bytes], end: int) -> Iterator[tuple[int, bytes]]:
+    if len(lines) == 1:
+        yield end, lines[0]
+        return
+    joined = b"\n".join(lines)
+    try:
+        orjson.loads(joined)
+    except orjson.JSONDecodeError:
+        for line in lines:
+            yield end, line
+        return
+    yield end, joined
 
 
 def _merge_choice(choices: dict[int, _Choice], raw: Any) -> bool:

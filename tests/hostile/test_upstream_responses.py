@@ -106,12 +106,33 @@ def test_a_control_byte_in_an_upstream_header_drops_that_header_not_the_response
     assert received.responses[0].body == BODY
 
 
-def test_an_upstream_status_above_599_gives_the_client_a_502(
+def upstream_errors(raw_sidecar: RunningSidecar, kind: str) -> float:
+    registry = raw_sidecar.sidecar.metrics.registry
+    value = registry.get_sample_value("sidecar_upstream_errors_total", {"kind": kind})
+    return value or 0.0
+
+
+def test_an_upstream_status_above_599_gives_the_client_a_502_and_counts_one_error(
     raw_sidecar: RunningSidecar, answer_with: Callable[[bytes], None]
 ) -> None:
     answer_with(b"HTTP/1.1 600 Weird\r\ncontent-length: 7\r\n\r\n" + BODY)
+    before = upstream_errors(raw_sidecar, "upstream_error")
     received = exchange(port_of(raw_sidecar.proxy_url), ask(raw_sidecar, "status-600"))
     assert received.statuses == [502]
+    row = logged(raw_sidecar, "status-600")
+    assert (row["status"], row["error_kind"]) == (502, "upstream_error")
+    assert upstream_errors(raw_sidecar, "upstream_error") == before + 1
+
+
+def test_a_malformed_upstream_response_counts_one_upstream_error(
+    raw_sidecar: RunningSidecar, answer_with: Callable[[bytes], None]
+) -> None:
+    answer_with(MALFORMED["not HTTP at all"])
+    before = upstream_errors(raw_sidecar, "upstream_unreachable")
+    received = exchange(port_of(raw_sidecar.proxy_url), ask(raw_sidecar, "not-http-count"))
+    assert received.statuses == [502]
+    logged(raw_sidecar, "not-http-count")
+    assert upstream_errors(raw_sidecar, "upstream_unreachable") == before + 1
 
 
 def test_headers_the_upstream_names_in_connection_are_not_relayed(

@@ -161,6 +161,7 @@ def test_malformed_json_and_wrong_content_type_get_vllms_400_and_are_logged(
     assert malformed.json()["error"]["type"] == "Bad Request"
     rows = wait_for_rows(database_url, 2)
     assert [row["status"] for row in rows] == [400, 400]
+    assert [row["error_kind"] for row in rows] == ["bad_request", "bad_request"]
     assert rows[0]["request_body"] == '{"model": "tiny",'
 
 

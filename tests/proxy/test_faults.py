@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from pathlib import Path
 
@@ -143,3 +144,47 @@ def _parses(line: str) -> bool:
     except json.JSONDecodeError:
         return False
     return True
+
+
+def test_an_upstream_url_ending_in_v1_is_normalised_and_said_once(
+    upstream: RunningServer, database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = sidecar_settings(f"{upstream.url}/v1/", database_url, tmp_path / "spool")
+    with caplog.at_level(logging.INFO, logger="sidecar"), running_sidecar(settings) as sidecar:
+        sdk = openai.OpenAI(base_url=f"{sidecar.proxy_url}/v1", api_key="k", max_retries=0)
+        completion = sdk.chat.completions.create(model="tiny", messages=CHAT["messages"])  # type: ignore[arg-type]
+        assert completion.choices[0].message.content
+        assert sdk.models.list().data
+        (row, _models) = wait_for_rows(database_url, 2)
+    assert (row["path"], row["status"]) == ("/v1/chat/completions", 200)
+    said = [
+        record.getMessage() for record in caplog.records if "ends in /v1" in record.getMessage()
+    ]
+    assert said == [f"upstream.url {upstream.url}/v1/ ends in /v1: forwarding under {upstream.url} "
+                    "(clients' paths carry /v1)"]  # fmt: skip
+
+
+def test_an_upstream_unreachable_at_start_is_logged_once_with_the_reason(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    settings = sidecar_settings(url, database_url, tmp_path / "spool")
+    with caplog.at_level(logging.INFO, logger="sidecar"), running_sidecar(settings):
+        pass
+    said = [record for record in caplog.records if "unreachable at start" in record.getMessage()]
+    assert len(said) == 1
+    assert said[0].levelno == logging.WARNING
+    assert said[0].getMessage().startswith(f"upstream {url} unreachable at start (cannot connect")
+
+
+def test_the_start_up_log_line_does_not_show_the_upstream_password(
+    upstream: RunningServer, database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with_password = upstream.url.replace("http://", "http://operator:s3cret-pw@")
+    settings = sidecar_settings(with_password, database_url, tmp_path / "spool")
+    with caplog.at_level(logging.INFO, logger="sidecar"), running_sidecar(settings):
+        pass
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "sidecar listening" in text
+    assert "s3cret-pw" not in text
+    assert "operator:***@127.0.0.1" in text
