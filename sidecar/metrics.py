@@ -1,12 +1,14 @@
 """Prometheus metrics, on an injected registry (tests never share state).
 
 Names follow ``sidecar_<thing>_<unit>``; counters end in ``_total``. Label
-values are bounded: model names past ``max_label_values`` collapse to ``other``.
+values are bounded: names the upstream serves keep their own label; names clients invent share
+what is left of ``max_label_values`` and collapse to ``other`` past it.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -19,23 +21,43 @@ TTFT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 
 
 class LabelLimiter:
-    """Admit the first ``limit`` distinct values of a label; later ones become ``other``."""
+    """Bounded label values, with the slots reserved for names that are really served.
 
-    __slots__ = ("_limit", "_lock", "_seen")
+    :meth:`serve` names the values the upstream serves (its model list, the configured schemas):
+    each keeps its own label, up to ``limit`` of them. Any other value (a name a client made up,
+    a typo answered 404) gets one of the slots the served names leave free, first come, and
+    ``other`` once those are taken, so a client cannot push real models into ``other``. A value
+    keeps its label once given (no series splits in two); at most ``2 * limit`` distinct labels
+    ever exist (``limit`` served, ``limit`` invented before the model list was known).
+    """
+
+    __slots__ = ("_admitted", "_invented", "_limit", "_lock", "_served")
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._seen: set[str] = set()
+        self._admitted: set[str] = set()
+        self._served: frozenset[str] = frozenset()
+        self._invented = 0
         self._lock = threading.Lock()
+
+    def serve(self, names: Iterable[str]) -> None:
+        """The values served now (the first ``limit`` of them, in order, get reserved slots)."""
+        served = frozenset(list(dict.fromkeys(names))[: self._limit])
+        with self._lock:
+            self._served = served
 
     def __call__(self, value: str | None) -> str:
         if not value:
             return "none"
-        if value in self._seen:
+        if value in self._admitted:
             return value
         with self._lock:
-            if len(self._seen) < self._limit:
-                self._seen.add(value)
+            if value in self._served:
+                self._admitted.add(value)
+                return value
+            if self._invented < self._limit - len(self._served):
+                self._invented += 1
+                self._admitted.add(value)
                 return value
         return OTHER
 
@@ -101,17 +123,39 @@ class SidecarMetrics:
             "sidecar_log_spool_bytes", "Bytes in the local log spool not yet written to the store.",
             registry=r,
         )  # fmt: skip
+        self.spool_last_fsync = Gauge(
+            "sidecar_log_spool_last_fsync_timestamp_seconds",
+            "Unix time of the spool's last successful fsync (or the fsync loop's start) with "
+            "spool.fsync: interval; 0 with always or never.",
+            registry=r,
+        )  # fmt: skip
         self.rows_written = Counter(
             "sidecar_log_rows_written", "Request rows committed to the store.", registry=r
         )
         self.rows_lost = Counter(
             "sidecar_log_rows_lost",
             "Request records that will never reach the store, by reason "
-            "(spool_full, corrupt, rejected).",
+            "(spool_full, disk_full, io_error, corrupt, rejected).",
             ["reason"], registry=r,
         )  # fmt: skip
-        for reason in ("spool_full", "corrupt", "rejected"):
+        for reason in ("spool_full", "disk_full", "io_error", "corrupt", "rejected"):
             self.rows_lost.labels(reason)  # present at 0, so the first loss shows in increase()
+        self.rows_degraded = Counter(
+            "sidecar_log_rows_degraded",
+            "Rows logged without part of their build, by reason (check_timeout, worker_died: "
+            "quarantined after one retry; backtrack_limit: a schema pattern gave up).",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        for reason in ("check_timeout", "worker_died", "backtrack_limit"):
+            self.rows_degraded.labels(reason)
+        self.row_workers_replaced = Counter(
+            "sidecar_log_row_workers_replaced",
+            "Row worker processes killed and replaced: past writer.record_deadline_s "
+            "(deadline) or dead (died).",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        for reason in ("deadline", "died"):
+            self.row_workers_replaced.labels(reason)
         self.store_errors = Counter(
             "sidecar_log_store_errors", "Failed store writes (the batch is retried).",
             ["kind"], registry=r,
@@ -147,6 +191,10 @@ class SidecarMetrics:
             "1 while the judge's daily call or cost cap is reached (sampling paused).",
             registry=r,
         )  # fmt: skip
+        self.judge_rounds = Counter(
+            "sidecar_judge_rounds", "Judge loop rounds: ok, or skipped (database unreachable, "
+            "or the round failed).", ["result"], registry=r,
+        )  # fmt: skip
         self.drift_score = Gauge(
             "sidecar_drift_score",
             "Last drift check's statistic per feature and model (p-value for ks/chi2, "
@@ -161,6 +209,26 @@ class SidecarMetrics:
             "sidecar_drift_share", "Share of features (with a verdict) that drifted, last check.",
             ["model"], registry=r,
         )  # fmt: skip
+        self.drift_rounds = Counter(
+            "sidecar_drift_rounds", "Drift loop rounds (a run, or none due): ok, or skipped "
+            "(database unreachable, or the round failed).", ["result"], registry=r,
+        )  # fmt: skip
         self.upstream_up = Gauge(
             "sidecar_upstream_up", "1 when the last upstream health check succeeded.", registry=r
         )
+        self.upstream_connections_in_use = Gauge(
+            "sidecar_upstream_connections_in_use",
+            "Upstream connection slots held by requests now (at most upstream.max_connections).",
+            registry=r,
+        )  # fmt: skip
+        self.client_connections = Gauge(
+            "sidecar_client_connections", "Client connections open on the proxy port now.",
+            registry=r,
+        )  # fmt: skip
+        self.client_connections_closed = Counter(
+            "sidecar_client_connections_closed",
+            "Client connections the proxy cut short, by reason (head_timeout: no complete "
+            "request head in time; over_limit: past proxy.max_client_connections; "
+            "head_too_large).",
+            ["reason"], registry=r,
+        )  # fmt: skip

@@ -1,4 +1,11 @@
-"""The ``/sidecar/v1/feedback`` routes (litestar), mounted on the proxy port."""
+"""The ``/sidecar/v1/feedback`` routes (litestar), mounted on the proxy port.
+
+Ownership: a rating is one row per (request, user) and belongs to the client key that wrote it
+(the hash of its ``Authorization`` header, as ``requests.client_key_hash``). Posting for the same
+request and user with another key, or without the key, answers 403 and changes nothing. Reading
+needs a key: the admin token (``admin.token``) sees every rating of the request, any other key
+only the ratings it wrote; no ``Authorization`` at all answers 401.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sidecar.errors import StoreUnavailable
 from sidecar.feedback.body import BodyError, parse_feedback
 from sidecar.metrics import SidecarMetrics
+from sidecar.proxy.capture import ClientKeyHasher
 from sidecar.records import Feedback
 from sidecar.store.feedback import find_request_id, list_feedback, upsert_feedback
+from sidecar.tokens import bearer_matches
 
 MAX_BODY_BYTES = 64 * 1024
 WRITER_CATCH_UP_S = 3.0  # a response logged a moment ago may still be in the spool
@@ -35,12 +44,22 @@ def _as_json(feedback: Feedback) -> dict[str, Any]:
     return document
 
 
+def _authorization(request: Request[Any, Any, Any]) -> bytes | None:
+    """The raw ``Authorization`` value, as the proxy hashes it for ``requests.client_key_hash``."""
+    headers = request.scope["headers"]
+    return next((value for name, value in headers if name.lower() == b"authorization"), None)
+
+
 def create_feedback_app(
     engine: Callable[[], AsyncEngine | None],
     metrics: SidecarMetrics,
     pending_log: Callable[[], bool],
+    *,
+    admin_token: str | None = None,
 ) -> Litestar:
-    """``engine`` and ``pending_log`` are read per request (the engine exists once started)."""
+    """``engine`` and ``pending_log`` are read per request (the engine exists once started);
+    ``admin_token`` reads every rating (None: each key reads only its own)."""
+    hash_key = ClientKeyHasher()
 
     async def resolve(any_id: str) -> str | None:
         store = engine()
@@ -70,17 +89,37 @@ def create_feedback_app(
                 )
             store = engine()
             assert store is not None
-            resolved = dataclasses.replace(parsed, request_id=request_id)
-            stored, created = await upsert_feedback(store, resolved)
+            owner = hash_key(_authorization(request))
+            resolved = dataclasses.replace(parsed, request_id=request_id, client_key_hash=owner)
+            upserted = await upsert_feedback(store, resolved)
         except StoreUnavailable as exc:
             return _error(
                 503, f"feedback cannot be stored right now: {exc}", "ServiceUnavailableError"
             )
+        if upserted is None:
+            return _error(
+                403,
+                f"request {request_id!r} already has a rating from this user, written with "
+                "another client key; only that key can change it (rate under another user)",
+                "PermissionDeniedError",
+                "user",
+            )
+        stored, created = upserted
         metrics.feedback.labels(stored.rating).inc()
         return Response(_as_json(stored), status_code=201 if created else 200)
 
     @get("/sidecar/v1/feedback")
-    async def read(request_id: FromQuery[str]) -> Response[Any]:
+    async def read(request: Request[Any, Any, Any], request_id: FromQuery[str]) -> Response[Any]:
+        authorization = _authorization(request)
+        if not authorization:
+            return _error(
+                401,
+                "reading feedback needs a key: send Authorization: Bearer <admin.token> for "
+                "every rating, or the client key that wrote the ratings for its own",
+                "AuthenticationError",
+            )
+        admin = admin_token is not None and bearer_matches(authorization, admin_token)
+        only_key = None if admin else hash_key(authorization)
         try:
             resolved = await resolve(request_id)
             if resolved is None:
@@ -92,7 +131,7 @@ def create_feedback_app(
                 )
             store = engine()
             assert store is not None
-            rows = await list_feedback(store, resolved)
+            rows = await list_feedback(store, resolved, only_key=only_key)
         except StoreUnavailable as exc:
             return _error(
                 503, f"feedback cannot be read right now: {exc}", "ServiceUnavailableError"

@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from sidecar.notifiers.payloads import AlertNotice, alertmanager_body, slack_message
+from sidecar.logs import neutral
+from sidecar.notifiers.payloads import AlertNotice, alertmanager_body, log_line, slack_message
 
 logger = logging.getLogger("sidecar.notifiers")
 
@@ -120,12 +121,13 @@ class LogNotifier:
     name: str = "log"
 
     def payload(self, notice: AlertNotice) -> dict[str, Any]:
-        return {"text": slack_message(notice)["text"]}
+        return {"text": log_line(notice)}
 
     async def send(
         self, session: aiohttp.ClientSession, payload: dict[str, Any], attempts: int
     ) -> Delivery:
-        logger.warning("ALERT %s", payload["text"])
+        # neutral() again: an outbox entry written by an older version holds raw text.
+        logger.warning("ALERT %s", neutral(str(payload.get("text", ""))))
         return Delivery(True)
 
 

@@ -1,18 +1,28 @@
 """Notification bodies (pure): Slack Block Kit with a text fallback, Alertmanager v4 webhook.
 
 Limits follow reference/alerts-drift.md: header <= 150 characters, section text <= 3000, at most
-10 fields of <= 2000 each, context <= 10 elements; ``text`` always present; mrkdwn control
-characters escaped in values that come from traffic (model and adapter names).
+10 fields of <= 2000 each, context <= 10 elements; ``text`` always present.
+
+Values that come from traffic (model and adapter names in the scope and the summary) are
+hostile text. Everywhere: control characters, line separators and bidi overrides become visible
+escapes (a newline shows as backslash-n, U+202E as backslash-u202e: :func:`neutral`), so no value
+forges a log line or a field.
+In Slack mrkdwn (``text`` and blocks) also ``&``, ``<``, ``>`` become ``&amp;``, ``&lt;``,
+``&gt;``, as Slack's "Formatting text for app surfaces: escaping text" asks (:func:`mrkdwn`), so
+``<!channel>`` and ``<http://evil|click>`` are shown, not parsed; and the mrkdwn objects that
+carry them are ``verbatim`` (no automatic links or mentions).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sidecar.alerts.evaluate import Transition
+from sidecar.logs import neutral
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt for a firing alert
 HEADER_MAX, SECTION_MAX, FIELD_MAX, FIELDS_MAX = 150, 3000, 2000, 10
@@ -35,7 +45,13 @@ def _iso(moment: datetime | None) -> str:
 
 
 def escape(text: str) -> str:
+    """Slack's three mrkdwn control characters as the HTML entities Slack documents."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mrkdwn(text: str) -> str:
+    """Traffic-derived ``text``, safe inside a Slack mrkdwn string."""
+    return escape(neutral(text))
 
 
 def _cut(text: str, limit: int) -> str:
@@ -43,9 +59,22 @@ def _cut(text: str, limit: int) -> str:
 
 
 def labels_of(notice: AlertNotice) -> dict[str, str]:
+    """The alert's labels, values :func:`neutral` (webhook receivers template them into text)."""
     transition = notice.transition
-    return {"alertname": transition.rule, **dict(transition.scope),
-            "severity": transition.severity, **notice.labels}  # fmt: skip
+    labels = {"alertname": transition.rule, **dict(transition.scope),
+              "severity": transition.severity, **notice.labels}  # fmt: skip
+    return {neutral(key): neutral(value) for key, value in labels.items()}
+
+
+def _scope(notice: AlertNotice) -> str:
+    return ", ".join(f"{key}={value}" for key, value in notice.transition.scope) or "all traffic"
+
+
+def log_line(notice: AlertNotice) -> str:
+    """One log line for the alert: plain text, nothing in it can start another line."""
+    transition = notice.transition
+    return neutral(f"[{_state(notice)}] {transition.rule} - {_scope(notice)} "
+                   f"(severity: {transition.severity}): {notice.summary}")  # fmt: skip
 
 
 def fingerprint(labels: dict[str, str]) -> str:
@@ -61,22 +90,25 @@ def _state(notice: AlertNotice) -> str:
 def slack_message(notice: AlertNotice) -> dict[str, Any]:
     transition = notice.transition
     state = _state(notice)
-    scope = ", ".join(f"{key}={value}" for key, value in transition.scope) or "all traffic"
-    text = _cut(f"[{state}] {transition.rule} - {scope} (severity: {transition.severity})", 4000)
+    scope = mrkdwn(_scope(notice))
+    text = _cut(
+        f"[{state}] {mrkdwn(transition.rule)} - {scope} (severity: {transition.severity})", 4000
+    )
     emoji = ":white_check_mark:" if state == "RESOLVED" else ":rotating_light:"
     value = "-" if transition.value is None else f"{transition.value:,.4g}"
     fields = [
         ("Status", state.lower()), ("Severity", transition.severity),
-        ("Value", value), ("Threshold", f"{transition.threshold:,.4g}"),
-        ("Window", notice.window), ("Scope", escape(scope)),
+        ("Value", value), ("Threshold", "-" if transition.threshold is None else f"{transition.threshold:,.4g}"),
+        ("Window", notice.window), ("Scope", scope),
         ("Started", _iso(transition.started_at)),
     ]  # fmt: skip
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "emoji": True,
-                                    "text": _cut(f"{emoji} {state}: {transition.rule}", HEADER_MAX)}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(escape(notice.summary), SECTION_MAX)}},
+                                    "text": _cut(f"{emoji} {state}: {neutral(transition.rule)}", HEADER_MAX)}},
+        {"type": "section", "text": {"type": "mrkdwn", "verbatim": True,
+                                     "text": _cut(mrkdwn(notice.summary), SECTION_MAX)}},
         {"type": "section", "fields": [
-            {"type": "mrkdwn", "text": _cut(f"*{name}:*\n{content}", FIELD_MAX)}
+            {"type": "mrkdwn", "verbatim": True, "text": _cut(f"*{name}:*\n{content}", FIELD_MAX)}
             for name, content in fields[:FIELDS_MAX]
         ]},
     ]  # fmt: skip
@@ -102,7 +134,7 @@ def alertmanager_body(notices: list[AlertNotice], receiver: str = "vllm-sidecar"
     for notice in notices:
         labels = labels_of(notice)
         resolved = notice.transition.event == "resolved"
-        annotations = {"summary": notice.summary}
+        annotations = {"summary": neutral(notice.summary)}
         if notice.runbook_url:
             annotations["runbook_url"] = notice.runbook_url
         alerts.append({
@@ -119,7 +151,7 @@ def alertmanager_body(notices: list[AlertNotice], receiver: str = "vllm-sidecar"
         "groupLabels": group, "commonLabels": common,
         "commonAnnotations": _common([alert["annotations"] for alert in alerts]),
         "externalURL": "", "version": "4",
-        "groupKey": "{}:{" + ", ".join(f'{key}="{value}"' for key, value in sorted(group.items())) + "}",
+        "groupKey": "{}:{" + ", ".join(f"{key}={json.dumps(value)}" for key, value in sorted(group.items())) + "}",
         "truncatedAlerts": 0,
     }  # fmt: skip
 

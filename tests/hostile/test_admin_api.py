@@ -31,6 +31,7 @@ from sidecar.testing.harness import RunningSidecar, running_sidecar
 from sidecar.testing.servers import RunningServer
 from tests.helpers import sidecar_settings, wait_for_rows
 from tests.hostile.conftest import count_case, examples
+from tests.hostile.wire import exchange, request
 
 TOKEN = "admin-token-for-fuzzing"
 AUTHORISED = {"authorization": f"Bearer {TOKEN}"}
@@ -215,3 +216,29 @@ def test_a_nul_in_a_report_filter_gets_200_or_400(
     url = f"{admin_sidecar.admin_url}/reports/traffic"
     for params in ({"model": "a\x00b"}, {"adapter": "\x00"}):
         assert http.get(url, params=params, headers=AUTHORISED).status_code in {200, 400}
+
+
+MALFORMED_AUTHORIZATION = {
+    "non-ASCII byte": b"Bearer caf\xe9",
+    "token then a non-ASCII byte": b"Bearer " + TOKEN.encode() + b"\x80",
+    "UTF-8 token": "Bearer ☃".encode(),
+    "invalid UTF-8 only": b"\xff\xfe",
+    "non-ASCII scheme": b"B\xe9arer " + TOKEN.encode(),
+    "scheme only": b"Bearer",
+    "long non-ASCII": b"Bearer " + b"\xe9" * 6000,
+}
+
+
+def test_malformed_authorization_headers_get_401_on_every_token_protected_route(
+    admin_sidecar: RunningSidecar,
+) -> None:
+    """Raw bytes a client library would refuse to send; they used to answer 500
+    (``secrets.compare_digest`` refuses non-ASCII text)."""
+    port = int(admin_sidecar.admin_url.rsplit(":", 1)[1])
+    paths = {path.replace("{name}", "traffic") for path in live_paths(admin_sidecar)}
+    for path in sorted(paths - PUBLIC_PATHS):
+        for name, value in MALFORMED_AUTHORIZATION.items():
+            count_case("admin API: routes x malformed Authorization bytes, 400/401")
+            headers = [(b"authorization", value), (b"connection", b"close")]
+            received = exchange(port, request("GET", path, headers))
+            assert received.statuses in ([401], [400]), (path, name, received.statuses)

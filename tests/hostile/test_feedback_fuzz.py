@@ -18,7 +18,8 @@ from tests.helpers import sidecar_settings, wait_for_rows
 from tests.hostile.conftest import count_case, examples
 
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-ANSWERS = {200, 201, 400, 404, 413, 422}
+ANSWERS = {200, 201, 400, 403, 404, 413, 422}
+KEYS: list[bytes | None] = [None, b"Bearer sk-fuzz", b"Bearer caf\xe9", b"\xff\xfe", b"Bearer"]
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +107,16 @@ def test_any_feedback_lookup_gets_a_2xx_or_4xx(
     url = f"{hostile_sidecar.proxy_url}/sidecar/v1/feedback"
 
     @examples(150)
-    @given(request_id=st.sampled_from(logged_ids) | st.text(max_size=300))
-    def check(request_id: str) -> None:
+    @given(
+        request_id=st.sampled_from(logged_ids) | st.text(max_size=300),
+        key=st.sampled_from(KEYS),
+    )
+    def check(request_id: str, key: bytes | None) -> None:
         count_case("feedback: lookups answered 2xx/4xx")
-        response = http.get(url, params={"request_id": request_id})
-        assert response.status_code in {200, 400, 404}, (response.status_code, response.text)
+        headers = {} if key is None else {"authorization": key}
+        response = http.get(url, params={"request_id": request_id}, headers=headers)
+        expected = {401} if key is None else {200, 400, 404}
+        assert response.status_code in expected, (key, response.status_code, response.text)
 
     check()
 
@@ -156,7 +162,8 @@ def test_a_nul_in_the_feedback_request_id_gets_a_4xx_on_postgres(
     sidecar, _ = postgres_sidecar
     url = f"{sidecar.proxy_url}/sidecar/v1/feedback"
     posted = http.post(url, content=b'{"request_id":"a\\u0000b","rating":"up"}')
-    looked_up = http.get(url, params={"request_id": "a\x00b"})
+    key = {"authorization": "Bearer sk-fuzz"}
+    looked_up = http.get(url, params={"request_id": "a\x00b"}, headers=key)
     assert (posted.status_code, looked_up.status_code) == (404, 404)
 
 
@@ -175,3 +182,18 @@ def test_a_nul_in_feedback_text_is_stored_or_refused_on_postgres(
     }
     response = http.post(f"{sidecar.proxy_url}/sidecar/v1/feedback", json=body)
     assert response.status_code in {201, 422}
+
+
+def test_feedback_with_non_ascii_authorization_bytes_gets_a_2xx_or_4xx(
+    hostile_sidecar: RunningSidecar, logged_ids: list[str], http: httpx.Client
+) -> None:
+    url = f"{hostile_sidecar.proxy_url}/sidecar/v1/feedback"
+    for key in KEYS[2:]:
+        body = {"request_id": logged_ids[0], "rating": "up", "user": f"raw-{key!r}"}
+        posted = http.post(url, json=body, headers={"authorization": key or b""})
+        assert posted.status_code in {200, 201}, posted.text
+        read = http.get(
+            url, params={"request_id": logged_ids[0]}, headers={"authorization": key or b""}
+        )
+        assert read.status_code == 200, read.text
+        assert [item["user_id"] for item in read.json()["feedback"]] == [body["user"]]

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sidecar.alerts.evaluate import Transition
-from sidecar.notifiers.payloads import AlertNotice, alertmanager_body, fingerprint, slack_message
+from sidecar.logs import neutral
+from sidecar.notifiers.payloads import (
+    AlertNotice,
+    alertmanager_body,
+    fingerprint,
+    log_line,
+    slack_message,
+)
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -62,3 +69,27 @@ def test_alertmanager_v4_body() -> None:
     resolved = alertmanager_body([notice("resolved")])
     assert resolved["status"] == "resolved"
     assert resolved["alerts"][0]["endsAt"] == "2026-11-29T12:05:00Z"
+
+
+def test_slack_text_fallback_escapes_mentions_and_links_from_traffic() -> None:
+    message = slack_message(notice(adapter="<!channel> <http://evil|click>"))
+    assert message["text"] == (
+        "[FIRING] latency_p95 - adapter=&lt;!channel&gt; &lt;http://evil|click&gt; (severity: page)"
+    )
+    mrkdwn = [message["blocks"][1]["text"], *message["blocks"][2]["fields"]]
+    assert all(item["verbatim"] is True for item in mrkdwn)
+
+
+def test_neutral_makes_control_characters_and_bidi_overrides_visible() -> None:
+    assert (
+        neutral("a\nb\r\tc\x1b[31m\u202eevil\u2028") == "a\\nb\\r\\tc\\u001b[31m\\u202eevil\\u2028"
+    )
+    assert neutral("plain <text> & ünïcode") == "plain <text> & ünïcode"
+
+
+def test_a_newline_in_a_name_cannot_start_a_log_line_or_break_webhook_labels() -> None:
+    hostile = notice(adapter="x\n2026-12-03 CRITICAL sidecar: forged")
+    assert "\n" not in log_line(hostile)
+    (alert,) = alertmanager_body([hostile])["alerts"]
+    assert alert["labels"]["adapter"] == "x\\n2026-12-03 CRITICAL sidecar: forged"
+    assert alert["fingerprint"] == fingerprint(alert["labels"])
