@@ -1,5 +1,6 @@
 """What drift costs: one check over 100k reference + 100k current requests, and the per-request
-feature extraction the log writer adds (``make bench-drift``).
+feature extraction (and, with ``drift.embeddings``, the sentence vectors) the log writer adds
+(``make bench-drift``).
 
 Fills a throwaway Postgres database with synthetic chat requests (features computed by the same
 ``extract_features`` the writer runs), then times ``run_drift`` end to end: the two bounded
@@ -22,11 +23,12 @@ from prometheus_client import CollectorRegistry
 
 from bench.alerts_eval import drop_database, recreate_database
 from bench.sections import write_section
+from sidecar.drift.embeddings import PACKED_BYTES, embed_row, load_embedder
 from sidecar.drift.features import extract_features
 from sidecar.drift.job import run_drift
 from sidecar.metrics import SidecarMetrics
 from sidecar.records import LoggedRequest
-from sidecar.settings import DriftSettings
+from sidecar.settings import DriftSettings, EmbeddingSettings
 from sidecar.store.engine import create_engine
 from sidecar.store.migrate import upgrade
 from sidecar.store.writes import insert_requests
@@ -40,8 +42,9 @@ INTRO = (
     "synthetic chat requests for one model (the reference day on one topic, the current day\n"
     "half on another, with a second system prompt), features computed by the writer's own\n"
     "`extract_features`, then times `run_drift` end to end (both window reads, every feature's\n"
-    "statistics, the insert of the results). Feature extraction is timed per request on the same\n"
-    "rows, beside the writer's Postgres insert per row.\n"
+    "statistics, the insert of the results), without and with `drift.embeddings` (the static\n"
+    "model's vectors of prompt and output, stored by the fill). Feature extraction and the\n"
+    "embedding are timed per request on the same rows, beside the writer's Postgres insert.\n"
 )
 
 
@@ -65,11 +68,16 @@ def synthetic(rng: random.Random, started_at: datetime, topic: str, system: str)
     )  # fmt: skip
 
 
-async def fill(database_url: str, per_window: int, now: datetime) -> list[float]:
-    """Insert ``per_window`` rows in each window; returns extraction times (µs per row)."""
+async def fill(
+    database_url: str, per_window: int, now: datetime
+) -> tuple[list[float], list[float]]:
+    """Insert ``per_window`` rows in each window; returns extraction and embedding times (µs
+    per row)."""
     rng = random.Random(7)
     engine = create_engine(database_url, pool_size=2)
+    embedder = load_embedder("static")
     extraction_us: list[float] = []
+    embedding_us: list[float] = []
     spacing = timedelta(days=1) / per_window
     try:
         for window_start, shifted in (
@@ -87,12 +95,16 @@ async def fill(database_url: str, per_window: int, now: datetime) -> list[float]
                     features = extract_features(row).as_json()
                     row = dataclasses.replace(row, features=features)
                     extraction_us.append((time.perf_counter() - started) * 1e6)
+                    started = time.perf_counter()
+                    prompt, output = embed_row(row, embedder, ("prompt", "output"))
+                    embedding_us.append((time.perf_counter() - started) * 1e6)
+                    row = dataclasses.replace(row, prompt_embedding=prompt, output_embedding=output)
                     rows.append(row)
                 await insert_requests(engine, rows)
             print(f"  inserted {per_window:,} rows for the window starting {window_start:%m-%d}")
     finally:
         await engine.dispose()
-    return extraction_us
+    return extraction_us, embedding_us
 
 
 async def time_inserts(database_url: str, rows: int) -> float:
@@ -110,9 +122,13 @@ async def time_inserts(database_url: str, rows: int) -> float:
         await engine.dispose()
 
 
-async def time_runs(database_url: str, now: datetime, runs: int) -> list[float]:
+async def time_runs(
+    database_url: str, now: datetime, runs: int, *, embeddings: bool = False
+) -> list[float]:
     engine = create_engine(database_url, pool_size=2)
-    settings = DriftSettings(window_s=86400)
+    # Without: no embedding field (the check would still test stored vectors with it off).
+    chosen = EmbeddingSettings(enabled=True, fields=["prompt", "output"] if embeddings else [])
+    settings = DriftSettings(window_s=86400, embeddings=chosen)
     seconds = []
     try:
         for _ in range(runs):
@@ -140,9 +156,10 @@ def main() -> None:
     upgrade(args.database_url)
     now = datetime.now(UTC).replace(microsecond=0)
     try:
-        extraction = asyncio.run(fill(args.database_url, args.rows, now))
+        extraction, embedding = asyncio.run(fill(args.database_url, args.rows, now))
         insert_us = asyncio.run(time_inserts(args.database_url, 10_000))
         runs = asyncio.run(time_runs(args.database_url, now, args.runs))
+        semantic = asyncio.run(time_runs(args.database_url, now, args.runs, embeddings=True))
     finally:
         if not args.keep_database:
             drop_database(args.database_url)
@@ -159,6 +176,13 @@ def main() -> None:
         f"p95 {statistics.quantiles(extraction, n=20)[-1]:.0f} µs |",
         f"| writer insert per request (Postgres, batches of 500) | {insert_us:.0f} µs |",
         f"| extraction at the 1,500 req/s target | {statistics.median(extraction) * 1500 / 1e4:.1f}% "
+        "of one core |",
+        f"| drift check with `drift.embeddings` (prompt + output, 500 sampled a window) | median "
+        f"{statistics.median(semantic):.1f} s over {len(semantic)} runs (min {min(semantic):.1f} s) |",
+        f"| embedding per request (static model, prompt + output) | median "
+        f"{statistics.median(embedding):.0f} µs, p95 {statistics.quantiles(embedding, n=20)[-1]:.0f} µs "
+        f"({2 * PACKED_BYTES} bytes stored) |",
+        f"| embedding at the 1,500 req/s target | {statistics.median(embedding) * 1500 / 1e4:.1f}% "
         "of one core |",
     ])  # fmt: skip
     print(body)

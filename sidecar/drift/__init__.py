@@ -4,7 +4,8 @@ The pure core (work in progress: the baseline store, ``drift_checks`` table and 
 come next). :mod:`sidecar.drift.features` extracts :class:`RequestFeatures` from each logged
 row and compares two windows of them; :mod:`sidecar.drift.stats` holds the numerical and
 categorical tests (Evidently's defaults); :mod:`sidecar.drift.text` the script, word-bag and
-text-drift parts.
+text-drift parts; :mod:`sidecar.drift.embeddings` the sentence vectors of prompts and outputs
+(``drift.embeddings``) and :mod:`sidecar.drift.semantic` the MMD permutation test on them.
 """
 
 from sidecar.drift.features import (

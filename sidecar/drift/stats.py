@@ -41,8 +41,8 @@ import numpy.typing as npt
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency, ks_2samp, wasserstein_distance
 
-Kind = Literal["numerical", "categorical", "text"]
-Statistic = Literal["ks", "chi2", "wasserstein", "jensenshannon"]
+Kind = Literal["numerical", "categorical", "text", "embedding"]
+Statistic = Literal["ks", "chi2", "wasserstein", "jensenshannon", "mmd"]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -74,8 +74,9 @@ DEFAULT_OPTIONS = DriftOptions()
 class FeatureDrift:
     """The comparison of one feature between the two windows, as stored in ``drift_checks``.
 
-    ``statistic`` says how to read ``value``: ``ks`` and ``chi2`` are p-values (small means
-    drift), ``wasserstein`` and ``jensenshannon`` are distances (large means drift).
+    ``statistic`` says how to read ``value``: ``ks``, ``chi2`` and ``mmd`` (a permutation
+    test) are p-values (small means drift), ``wasserstein`` and ``jensenshannon`` are distances
+    (large means drift).
     ``drifted`` is None when there is no verdict, and ``reason`` then says why; ``reason`` may
     also annotate a verdict (a constant feature, a text threshold raised above sampling noise).
     ``top_movers`` holds (category or token, reference share, current share), largest change

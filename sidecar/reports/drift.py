@@ -27,7 +27,8 @@ async def drift(connection: AsyncConnection, window: ReportWindow) -> ReportTabl
             check["model"], check["adapter"], check["feature"], check["statistic"],
             _round(check["value"]), check["threshold"], verdict, check["n_ref"], check["n_cur"],
             _summary(check["reference_summary"]), _summary(check["current_summary"]),
-            _movers(check["top_movers"]),
+            _examples(check["top_movers"]) if check["kind"] == "embedding"
+            else _movers(check["top_movers"]),
         ))  # fmt: skip
     notes = []
     if checks:
@@ -37,8 +38,12 @@ async def drift(connection: AsyncConnection, window: ReportWindow) -> ReportTabl
             f" .. {first['cur_until']:%m-%d %H:%M} vs {first['reference']} reference "
             f"{first['ref_since']:%m-%d %H:%M} .. {first['ref_until']:%m-%d %H:%M}"
         )
-        notes.append("ks and chi2 values are p-values (drift below the threshold); wasserstein "
-                     "and jensenshannon are distances (drift at or above it)")  # fmt: skip
+        notes.append("ks, chi2 and mmd values are p-values (drift below the threshold); "
+                     "wasserstein and jensenshannon are distances (drift at or above it)")  # fmt: skip
+        if any(check["kind"] == "embedding" for check in checks):
+            notes.append("embedding features: top_movers are current prompts/outputs where the "
+                         "current window is denser than the reference (kernel similarity "
+                         "to the reference -> to the current window)")  # fmt: skip
     else:
         notes.append("no drift check in this window: checks run every drift.interval_s, or now "
                      "with `sidecar drift run`")  # fmt: skip
@@ -53,6 +58,9 @@ def _summary(summary: Any) -> str:
     """Mean and p95 of a numerical summary, or the top shares of a categorical one."""
     if not isinstance(summary, dict) or not summary:
         return ""
+    if "mmd2" in summary:
+        return (f"n {summary.get('count', 0):.0f}, mmd2 {summary['mmd2']:.4g}, centroid distance "
+                f"{summary.get('centroid_cosine_distance', 0):.4g}")  # fmt: skip
     if "count" in summary:
         return ", ".join(f"{key} {summary[key]:.4g}" for key in ("mean", "p95") if key in summary)
     return ", ".join(f"{name} {share:.0%}" for name, share in list(summary.items())[:3])
@@ -67,3 +75,10 @@ def _movers(movers: Any) -> str:
     parts = [f"{label}: " + ", ".join(f"{name} {ref:.1%}->{cur:.1%}" for name, ref, cur in group)
              for label, group in (("up", rising), ("down", falling)) if group]  # fmt: skip
     return "; ".join(parts)
+
+
+def _examples(movers: Any) -> str:
+    """Moved examples of an embedding feature: '"text" 0.31->0.52; ...' (first three)."""
+    if not isinstance(movers, list):
+        return ""
+    return "; ".join(f'"{text}" {ref:.2f}->{cur:.2f}' for text, ref, cur in movers[:3])

@@ -1,4 +1,5 @@
-"""Drift in the store: the scopes with traffic, a window's features (bounded), the checks."""
+"""Drift in the store: the scopes with traffic, a window's features and vectors (bounded), the
+checks."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sidecar.drift.stats import FeatureDrift
+from sidecar.judge.sampling import UNBIASED_REASONS
 from sidecar.store.locks import session_lock
-from sidecar.store.models import requests_table
-from sidecar.store.scoring_models import drift_checks_table
+from sidecar.store.models import feedback_table, requests_table
+from sidecar.store.scoring_models import drift_checks_table, judgements_table
 
 DRIFT_LOCK_KEY = 0x51DEC4A3  # "one replica runs the drift check"
+ID_CHUNK = 500  # ids per IN (...) list
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,107 @@ async def window_features(
     return [row[0] for row in await connection.execute(query) if isinstance(row[0], dict)]
 
 
+@dataclass(frozen=True, slots=True)
+class WindowVectors:
+    """A seeded sample of a window's stored vectors for one field, and why others are missing."""
+
+    ids: list[str]
+    vectors: list[bytes]
+    requests: int  # answered requests in the window (with drift features; newest max_rows)
+    embedded: int  # of which have this field's vector
+    without_bodies: int  # of which were logged with request_log.bodies: none
+
+
+async def window_vectors(
+    connection: AsyncConnection, model: str | None, adapter: str | None, window: DriftWindow,
+    columns: Sequence[str], limit: int, sample: int, rng: np.random.Generator,
+) -> dict[str, WindowVectors]:  # fmt: skip
+    """Per column (``prompt_embedding``, ``output_embedding``), at most ``sample`` vectors drawn
+    at random from the newest ``limit`` answered requests of the window that have one. One
+    pass over the window for every column, then the sampled vectors by id."""
+    table = requests_table
+    flags = [table.c[column].is_not(None) for column in columns]
+    query = (
+        sa.select(table.c.id, table.c.body_policy == "none", *flags)
+        .where(*_answered(window.since, window.until), *_scope(model, adapter))
+        .order_by(table.c.started_at.desc()).limit(limit)
+    )  # fmt: skip
+    rows = (await connection.execute(query)).all()
+    without_bodies = sum(bool(row[1]) for row in rows)
+    found: dict[str, WindowVectors] = {}
+    for position, column in enumerate(columns, start=2):
+        ids = [row[0] for row in rows if row[position]]
+        embedded = len(ids)
+        if len(ids) > sample:
+            ids = [ids[i] for i in sorted(rng.choice(len(ids), sample, replace=False).tolist())]
+        blobs: dict[str, bytes] = {}
+        for start in range(0, len(ids), ID_CHUNK):
+            chunk = ids[start : start + ID_CHUNK]
+            by_id = sa.select(table.c.id, table.c[column]).where(table.c.id.in_(chunk))
+            blobs.update({row[0]: row[1] for row in await connection.execute(by_id)})
+        kept = [request_id for request_id in ids if blobs.get(request_id) is not None]
+        found[column] = WindowVectors(kept, [blobs[request_id] for request_id in kept],
+                                      len(rows), embedded, without_bodies)  # fmt: skip
+    return found
+
+
+async def has_vectors(
+    connection: AsyncConnection, model: str | None, adapter: str | None, window: DriftWindow,
+    column: str,
+) -> bool:  # fmt: skip
+    """Whether any answered request of the window has a vector in ``column``."""
+    table = requests_table
+    query = sa.select(table.c.id).where(
+        *_answered(window.since, window.until), *_scope(model, adapter),
+        table.c[column].is_not(None),
+    ).limit(1)  # fmt: skip
+    return (await connection.scalar(query)) is not None
+
+
+async def window_judge_scores(
+    connection: AsyncConnection, model: str | None, adapter: str | None, window: DriftWindow,
+    limit: int,
+) -> list[float]:  # fmt: skip
+    """Normalised (0-1) scores of the unbiased judge sample of the window's requests (random,
+    floor, batch, manual: hard cases would follow the sampling policy, not the traffic)."""
+    table = judgements_table
+    query = (
+        sa.select(table.c.score_normalized)
+        .where(table.c.status == "scored", table.c.sample_reason.in_(sorted(UNBIASED_REASONS)),
+               table.c.request_started_at >= window.since,
+               table.c.request_started_at < window.until,
+               table.c.model.is_not_distinct_from(model),
+               table.c.adapter.is_not_distinct_from(adapter),
+               table.c.score_normalized.is_not(None))
+        .order_by(table.c.request_started_at.desc()).limit(limit)
+    )  # fmt: skip
+    return [float(row[0]) for row in await connection.execute(query)]
+
+
+async def window_feedback_scores(
+    connection: AsyncConnection, model: str | None, adapter: str | None, window: DriftWindow,
+    limit: int,
+) -> list[int]:  # fmt: skip
+    """Feedback scores (1-5; up = 5, down = 1) on the window's answered requests."""
+    feedback, requests = feedback_table, requests_table
+    query = (
+        sa.select(feedback.c.score)
+        .join(requests, requests.c.id == feedback.c.request_id)
+        .where(*_answered(window.since, window.until), *_scope(model, adapter))
+        .order_by(requests.c.started_at.desc()).limit(limit)
+    )  # fmt: skip
+    return [int(row[0]) for row in await connection.execute(query)]
+
+
+async def stored_bodies(
+    connection: AsyncConnection, ids: Sequence[str], column: str
+) -> dict[str, Any]:
+    """``request_body`` or ``response_body`` of a few requests, by id."""
+    table = requests_table
+    query = sa.select(table.c.id, table.c[column]).where(table.c.id.in_(list(ids)))
+    return {row[0]: row[1] for row in await connection.execute(query)}
+
+
 async def save_checks(
     engine: AsyncEngine, run_id: str, checked_at: datetime, checks: Sequence[ScopeCheck]
 ) -> None:
@@ -125,6 +230,32 @@ async def latest_checks(
     )
     query = sa.select(table).where(table.c.run_id == newest).order_by(table.c.id)
     return [dict(row) for row in (await connection.execute(query)).mappings()]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedFeature:
+    """One feature's verdict in a stored run, as the gauges show it."""
+
+    model: str | None
+    adapter: str | None
+    feature: str
+    value: float | None
+    drifted: bool | None
+
+
+async def newest_run(connection: AsyncConnection) -> tuple[str | None, list[CheckedFeature]]:
+    """The id and rows of the newest drift run, whoever ran it (this process, another replica,
+    ``sidecar drift run``); ``(None, [])`` before the first. One indexed lookup plus the run."""
+    table = drift_checks_table
+    newest = await connection.scalar(
+        sa.select(table.c.run_id).order_by(table.c.checked_at.desc()).limit(1)
+    )
+    if newest is None:
+        return None, []
+    query = sa.select(table.c.model, table.c.adapter, table.c.feature, table.c.value,
+                      table.c.drifted).where(table.c.run_id == newest).order_by(table.c.id)  # fmt: skip
+    rows = (await connection.execute(query)).all()
+    return str(newest), [CheckedFeature(*row) for row in rows]
 
 
 def drift_turn(

@@ -1,5 +1,6 @@
 """Through the real sidecar: the writer stores features, a drift baseline is pinned, the traffic
-switches template and topic, `sidecar drift run` names what moved, and the drift alert fires."""
+switches template and topic, `sidecar drift run` names what moved, the drift alert fires, and
+the sidecar's gauges show the run although the CLI, not the sidecar, made it."""
 
 from __future__ import annotations
 
@@ -13,8 +14,16 @@ from click.testing import CliRunner
 from sidecar.cli import main
 from sidecar.testing.harness import start_sidecar
 from sidecar.testing.servers import RunningServer
-from sidecar.testing.topics import SUPPORT, TRAVEL, question
+from sidecar.testing.topics import (
+    MONEY_WIDE,
+    SUPPORT,
+    TRAVEL,
+    TRAVEL_WIDE,
+    carrier_question,
+    question,
+)
 from tests.helpers import sidecar_settings, wait_for, wait_for_rows
+from tests.scenarios.operator import scrape
 
 
 def ask(client: openai.OpenAI, rng: random.Random, n: int, system: str, words: list[str],
@@ -57,6 +66,11 @@ def test_a_traffic_shift_is_named_and_alerted(
         listed = wait_for(lambda: (out := runner.invoke(main, ["alerts", "list", *database]).output)
                           and "firing   drift" in out and out, what="the drift alert")  # fmt: skip
         assert "model=tiny" in listed
+        # The run came from the CLI, not from this sidecar's loop: /metrics shows it anyway.
+        drifted = ("sidecar_drift_detected", (("feature", "user_words"), ("model", "tiny")))
+        metrics = wait_for(lambda: (found := scrape(sidecar.admin_url)).get(drifted) == 1.0
+                           and found, timeout_s=30, what="the CLI's run on /metrics")  # fmt: skip
+        assert metrics[("sidecar_drift_share", (("model", "tiny"),))] > 0.0
     finally:
         sidecar.stop()
     report = runner.invoke(
@@ -70,3 +84,53 @@ def test_a_traffic_shift_is_named_and_alerted(
     assert any(word in by_feature["user_words"]["top_movers"] for word in TRAVEL), by_feature[
         "user_words"
     ]["top_movers"]
+
+
+def test_a_topic_change_the_words_miss_fires_the_alert_on_the_prompt_embedding(
+    upstream: RunningServer, database_url: str, tmp_path: Path
+) -> None:
+    rule = {"name": "drift", "features": ["prompt_embedding"], "threshold": 0, "min_samples": 1}
+    settings = sidecar_settings(
+        upstream.url, database_url, tmp_path / "spool",
+        alerts={"interval_s": 0.2, "rules": [rule]},
+        drift={"interval_s": 3600, "embeddings": {"enabled": True}},
+    )  # fmt: skip
+    sidecar = start_sidecar(settings)
+    runner = CliRunner()
+    database = ["--database-url", database_url]
+    system = "You are a helpful assistant."
+    try:
+        client = openai.OpenAI(base_url=f"{sidecar.proxy_url}/v1", api_key="k")
+        rng = random.Random(11)
+
+        def ask_about(words: list[str]) -> None:
+            for _ in range(50):
+                client.chat.completions.create(model="tiny", messages=[
+                    {"role": "system", "content": system},
+                    {"role": "user", "content": carrier_question(rng, words)}])  # fmt: skip
+
+        ask_about(MONEY_WIDE)
+        rows = wait_for_rows(database_url, 50, "prompt_embedding IS NOT NULL")
+        assert len(rows[0]["prompt_embedding"]) == 257
+        pinned = runner.invoke(main, ["baseline", "set", "drift", "--since", "1h", *database])
+        assert pinned.exit_code == 0, pinned.output
+        ask_about(TRAVEL_WIDE)
+        wait_for_rows(database_url, 100, "prompt_embedding IS NOT NULL")
+        run = runner.invoke(main, ["drift", "run", *database])
+        assert run.exit_code == 0, run.output
+        assert "prompt_embedding" in run.output
+        listed = wait_for(lambda: (out := runner.invoke(main, ["alerts", "list", *database]).output)
+                          and "firing   drift" in out and out, what="the drift alert")  # fmt: skip
+        assert "model=tiny" in listed
+    finally:
+        sidecar.stop()
+    report = runner.invoke(
+        main, ["report", "drift", "--since", "1h", "--format", "json", *database]
+    )
+    assert report.exit_code == 0, report.output
+    by_feature = {row["feature"]: row for row in json.loads(report.output)["rows"]}
+    assert by_feature["user_words"]["verdict"] == "ok"  # the words alone do not see it
+    assert by_feature["system_prompt_hash"]["verdict"] == "ok"
+    assert by_feature["prompt_embedding"]["verdict"] == "DRIFT"
+    moved = by_feature["prompt_embedding"]["top_movers"]
+    assert any(f" {word} " in moved for word in TRAVEL_WIDE), moved
