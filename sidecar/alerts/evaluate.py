@@ -3,7 +3,8 @@
 inactive -> pending (condition true) -> firing (true for ``for_s``) -> resolved (false again),
 like Prometheus. A reading with fewer samples than the rule's minimum changes nothing: a quiet
 hour neither pages anyone nor resolves a real incident. A still-firing alert is re-sent every
-``repeat_interval_s``. Silenced alerts change state but send nothing.
+``repeat_interval_s``. Silenced alerts change state but send nothing. An alert whose rule is no
+longer configured is resolved (threshold None: there is no rule to compare with).
 """
 
 from __future__ import annotations
@@ -16,6 +17,18 @@ from typing import Literal
 
 Scope = tuple[tuple[str, str], ...]  # sorted (label, value) pairs: ("adapter", "support"), ...
 Status = Literal["inactive", "pending", "firing"]
+
+
+def make_scope(labels: Iterable[tuple[str, str]]) -> Scope:
+    """The one canonical form of a scope: pairs sorted by label, whatever order they came in.
+
+    Readers build scopes in ``group_by`` order and the store reloads them from a JSON object
+    (whose key order Postgres does not keep): both go through here, so a saved state always
+    finds its scope again.
+    """
+    return tuple(sorted((str(label), str(value)) for label, value in labels))
+
+
 Event = Literal["pending", "firing", "repeat", "resolved", "cleared"]
 
 
@@ -59,7 +72,7 @@ class Transition:
     event: Event
     at: datetime
     value: float | None
-    threshold: float
+    threshold: float | None  # None: the rule is no longer configured
     severity: str
     notify: bool  # send a notification (firing, repeat, resolved; never when silenced)
     started_at: datetime | None
@@ -90,19 +103,37 @@ def evaluate(
         rule = rules.get(reading.rule)
         if rule is None or reading.value is None or reading.samples < rule.min_samples:
             continue
-        key = (reading.rule, reading.scope)
-        state = next_states.get(key) or AlertState(reading.rule, reading.scope)
-        silenced = any(s.covers(reading.rule, reading.scope, now) for s in silences)
+        scope = make_scope(reading.scope)
+        key = (reading.rule, scope)
+        state = next_states.get(key) or AlertState(reading.rule, scope)
+        silenced = any(s.covers(reading.rule, scope, now) for s in silences)
         new_state, event = _step(rule, state, rule.breached(reading.value), reading.value, now)
         if event is not None:
             notify = event in ("firing", "repeat", "resolved") and not silenced
             if notify:
                 new_state = dataclasses.replace(new_state, last_sent_at=now)
-            transitions.append(Transition(rule.name, reading.scope, event, now, reading.value,
+            transitions.append(Transition(rule.name, scope, event, now, reading.value,
                                           rule.threshold, rule.severity, notify,
                                           state.active_since or new_state.active_since))  # fmt: skip
         next_states[key] = new_state
+    transitions += _retire(rules, next_states, now)
     return next_states, transitions
+
+
+def _retire(
+    rules: Mapping[str, RuleSpec], states: dict[tuple[str, Scope], AlertState], now: datetime
+) -> list[Transition]:
+    """States of rules no longer configured (disabled or removed while active) end here: a firing
+    one is resolved (and says so, so a receiver closes its incident), a pending one cleared."""
+    transitions = []
+    for key, state in list(states.items()):
+        if state.rule in rules or state.status == "inactive":
+            continue
+        event: Event = "resolved" if state.status == "firing" else "cleared"
+        transitions.append(Transition(state.rule, state.scope, event, now, state.value, None,
+                                      "info", event == "resolved", state.active_since))  # fmt: skip
+        states[key] = AlertState(state.rule, state.scope, value=state.value)
+    return transitions
 
 
 def _step(

@@ -46,6 +46,12 @@ def describe(definition: RuleDefinition, transition: Transition) -> str:
             f"{definition.spec.threshold:,.4g} over the last {definition.window_s:g} s")  # fmt: skip
 
 
+def describe_retired(transition: Transition) -> str:
+    scope = ", ".join(f"{label} {value}" for label, value in transition.scope) or "all traffic"
+    return (f"{transition.rule} for {scope}: resolved because the rule is no longer configured "
+            "(disabled or removed)")  # fmt: skip
+
+
 async def evaluate_round(
     engine: AsyncEngine,
     definitions: Sequence[RuleDefinition],
@@ -70,10 +76,13 @@ async def evaluate_round(
         for transition in transitions:
             if not transition.notify:
                 continue
-            definition = by_name[transition.rule]
-            notice = AlertNotice(
-                transition, describe(definition, transition), f"{definition.window_s:g}s"
-            )
+            configured = by_name.get(transition.rule)
+            if configured is None:
+                notice = AlertNotice(transition, describe_retired(transition), "-")
+            else:
+                notice = AlertNotice(
+                    transition, describe(configured, transition), f"{configured.window_s:g}s"
+                )
             outbox += [(name, notifier.payload(notice)) for name, notifier in notifiers.items()]
         await save_round(connection, before, after, transitions, outbox, now)
     return transitions

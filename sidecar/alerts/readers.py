@@ -18,9 +18,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sidecar.alerts.evaluate import Reading, RuleSpec, Scope
+from sidecar.alerts.evaluate import Reading, RuleSpec, Scope, make_scope
+from sidecar.drift.job import ALL_FEATURES
 from sidecar.errors import ConfigError
 from sidecar.judge.quality import quality_drop
+from sidecar.records import Verdict
 from sidecar.settings import AlertRuleSettings
 from sidecar.store.baselines import QUALITY, active_baselines, scores_by_scope
 from sidecar.store.drift import latest_checks
@@ -59,7 +61,7 @@ def _scope_columns(table: sa.Table, definition: RuleDefinition) -> list[sa.Colum
 
 
 def _scope(definition: RuleDefinition, row: Any) -> Scope:
-    return tuple(
+    return make_scope(
         (name, "" if row[name] is None else str(row[name])) for name in definition.group_by
     )
 
@@ -127,10 +129,15 @@ def _percent_readings(definition: RuleDefinition, rows: Any) -> list[Reading]:
 async def compliance_rate(
     connection: AsyncConnection, definition: RuleDefinition, now: datetime
 ) -> list[Reading]:
-    """Percent of checked outputs that were valid."""
+    """Percent of checked outputs that were valid; a check that did not finish (``check_timeout``)
+    says nothing about the model and is left out."""
     table = requests_table
-    return await _ratio(connection, definition, now, table.c.schema_verdict == "valid",
-                        table.c.schema_verdict.is_not(None))  # fmt: skip
+    checked = table.c.schema_verdict.is_not(None) & (
+        table.c.schema_verdict != Verdict.CHECK_TIMEOUT
+    )
+    return await _ratio(
+        connection, definition, now, table.c.schema_verdict == Verdict.VALID, checked
+    )
 
 
 @reader("error_rate")
@@ -206,7 +213,7 @@ async def quality_drop_reader(
             baseline.summary, current, max_drop=0.0, confidence=confidence, min_samples=2
         )
         labels = {"model": baseline.model or "", "adapter": baseline.adapter or "", "schema": ""}
-        scope = tuple((name, labels[name]) for name in definition.group_by)
+        scope = make_scope((name, labels[name]) for name in definition.group_by)
         readings.append(
             Reading(definition.spec.name, scope, verdict.significant_drop_pct, len(current))
         )
@@ -230,7 +237,7 @@ async def drift_reader(
     readings = []
     for (model, adapter), found in verdicts.items():
         labels = {"model": model, "adapter": adapter, "schema": ""}
-        scope = tuple((name, labels[name]) for name in definition.group_by)
+        scope = make_scope((name, labels[name]) for name in definition.group_by)
         value = 100.0 * sum(found) / len(found) if found else None
         readings.append(Reading(definition.spec.name, scope, value, len(found)))
     return sorted(readings, key=lambda found: found.scope)
@@ -277,6 +284,8 @@ def rule_definitions(configured: Sequence[AlertRuleSettings]) -> list[RuleDefini
                 f"{where}.kind: unknown reader {kind!r}; known: {', '.join(sorted(READERS))}"
             )
         group_by = tuple(entry.group_by) if entry.group_by is not None else base.group_by
+        if len(set(group_by)) < len(group_by):
+            raise ConfigError(f"{where}.group_by: each label at most once, got {list(group_by)}")
         unknown = [name for name in group_by if name not in SCOPE_COLUMNS]
         if unknown:
             raise ConfigError(
@@ -292,6 +301,10 @@ def rule_definitions(configured: Sequence[AlertRuleSettings]) -> list[RuleDefini
         if entry.metric is not None:
             options["metric"] = entry.metric
         if entry.features is not None:
+            unknown = sorted(set(entry.features) - set(ALL_FEATURES))
+            if unknown:
+                raise ConfigError(f"{where}.features: {unknown[0]!r} is not a drift feature; "
+                                  f"known: {', '.join(ALL_FEATURES)}")  # fmt: skip
             options["features"] = list(entry.features)
         window_s = entry.window_s if entry.window_s is not None else base.window_s
         if window_s <= 0:

@@ -41,6 +41,7 @@ from sidecar.settings import JudgeSettings
 from sidecar.store import judgements as store
 from sidecar.store.baselines import auto_quality_baselines
 from sidecar.store.judgements import ClaimedRequest, JudgementResult
+from sidecar.store.writes import is_connectivity_error
 
 logger = logging.getLogger("sidecar.judge")
 
@@ -117,6 +118,9 @@ class JudgeJob:
         self.sampler = sampler
         self.replica = replica or replica_id()
         self._paused_day: datetime | None = None
+        # Verdicts paid for while the database was away: written before anything new is claimed
+        # (the claims stay this replica's), so an outage neither loses a verdict nor pays twice.
+        self._kept: list[tuple[str, JudgementResult]] = []
 
     async def budget(self, now: datetime) -> int:
         """Judge calls still allowed today (UTC) by both caps; pauses sampling at zero."""
@@ -144,6 +148,7 @@ class JudgeJob:
 
     async def run_round(self, now: datetime) -> RoundResult:
         """Continuous mode: judge what the writer sampled (and thumbs-down) since the lookback."""
+        await self.store_kept()
         left = await self.budget(now)
         if left == 0:
             return RoundResult(budget_left=0)
@@ -245,10 +250,29 @@ class JudgeJob:
 
     async def _record(self, item: ClaimedRequest, result: JudgementResult) -> None:
         self.metrics.judge_requests.labels(result.status).inc()
-        if not await store.record_result(self.engine, item.request_id, self.replica, result):
-            logger.info(
-                "judgement for %s dropped: another replica took the claim over", item.request_id
-            )
+        try:
+            await self._write(item.request_id, result)
+        except Exception as exc:
+            if not is_connectivity_error(exc):
+                raise
+            if not self._kept:
+                logger.warning("database unreachable: keeping judge verdicts to write when it "
+                               "answers (%s)", exc)  # fmt: skip
+            self._kept.append((item.request_id, result))
+
+    async def _write(self, request_id: str, result: JudgementResult) -> None:
+        if not await store.record_result(self.engine, request_id, self.replica, result):
+            logger.info("judgement for %s dropped: another replica took the claim over", request_id)
+
+    async def store_kept(self) -> None:
+        """Write the verdicts an outage kept back; raises while the database is still away."""
+        written = 0
+        while self._kept:
+            await self._write(*self._kept[0])
+            self._kept.pop(0)
+            written += 1
+        if written:
+            logger.info("wrote %d judge verdicts kept during a database outage", written)
 
     async def _auto_baselines(self, now: datetime) -> None:
         if self.settings.baseline_auto_samples <= 0:
@@ -283,6 +307,7 @@ class JudgeJob:
         """Judge up to ``limit`` random requests of a window (batch and on-demand modes)."""
         total = RoundResult()
         while total.claimed < limit:
+            await self.store_kept()
             left = await self.budget(now)
             if left == 0:
                 total.notes.append("daily judge budget reached: stopped early")

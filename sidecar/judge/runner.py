@@ -41,10 +41,13 @@ async def run_judge(job: JudgeJob, ready: asyncio.Event) -> None:
                     await _batch(job, due, now)
                     due = next_batch_time(cron, now)
             except Exception as exc:
+                job.metrics.judge_rounds.labels("skipped").inc()
                 if is_connectivity_error(exc):
                     logger.debug("judge round skipped: database unreachable (%s)", exc)
                 else:
                     logger.exception("judge round failed")
+                continue
+            job.metrics.judge_rounds.labels("ok").inc()
     finally:
         await job.client.close()
 

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sidecar.alerts.evaluate import AlertState, Scope, Silence, Transition
+from sidecar.alerts.evaluate import AlertState, Scope, Silence, Transition, make_scope
 from sidecar.store.models import (
     alert_events_table,
     alert_outbox_table,
@@ -31,7 +31,7 @@ class OutboxItem:
 
 
 def scope_key(scope: Scope) -> str:
-    return ",".join(f"{label}={value}" for label, value in scope) or "-"
+    return ",".join(f"{label}={value}" for label, value in make_scope(scope)) or "-"
 
 
 async def try_lock(connection: AsyncConnection) -> bool:
@@ -47,7 +47,7 @@ async def try_lock(connection: AsyncConnection) -> bool:
 async def load_states(connection: AsyncConnection) -> dict[tuple[str, Scope], AlertState]:
     states = {}
     for row in (await connection.execute(sa.select(alert_state_table))).mappings():
-        scope: Scope = tuple(sorted((str(k), str(v)) for k, v in dict(row["scope"]).items()))
+        scope = make_scope(dict(row["scope"]).items())
         states[(row["rule"], scope)] = AlertState(
             row["rule"], scope, row["status"], row["active_since"], row["fired_at"],
             row["last_sent_at"], row["value"],
@@ -138,7 +138,7 @@ async def active_silences(connection: AsyncConnection, now: datetime) -> list[Si
     rows = (await connection.execute(sa.select(table).where(table.c.until > now))).mappings()
     return [
         Silence(row["rule"], row["until"],
-                tuple(sorted((str(k), str(v)) for k, v in dict(row["matchers"]).items())))
+                make_scope(dict(row["matchers"]).items()))
         for row in rows
     ]  # fmt: skip
 

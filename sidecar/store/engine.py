@@ -8,12 +8,14 @@ takes what orjson refuses).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from sidecar.errors import ConfigError
 from sidecar.settings import database_url
 
 SQLITE_PRAGMAS = (
@@ -63,6 +65,39 @@ def create_engine(
 def is_memory_sqlite(url: sa.URL) -> bool:
     database = url.database or ""
     return database in {"", ":memory:"} or url.query.get("mode") == "memory"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file behind a SQLite URL; ``None`` for Postgres or an in-memory database.
+
+    ``sqlite:///x.db`` is relative to the current directory (a configuration file's relative
+    URL was already made absolute against the file's directory); ``sqlite:////x.db`` is absolute.
+    """
+    parsed = sa.make_url(database_url(url))
+    if parsed.get_backend_name() != "sqlite" or is_memory_sqlite(parsed):
+        return None
+    return Path(parsed.database or "")
+
+
+def create_sqlite_folder(url: str) -> str | None:
+    """Create the folder of a SQLite file that does not exist yet; a sentence saying which
+    absolute folder was created (``None`` when nothing was)."""
+    path = sqlite_file(url)
+    if path is None or path.parent.is_dir():
+        return None
+    folder = path.parent.resolve()
+    hint = (
+        f" (a relative path, read against {Path.cwd()}; write sqlite:////{path} for an absolute one)"
+        if not path.is_absolute()
+        else ""
+    )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"database.url: cannot create {folder} for the SQLite file ({exc.strerror}){hint}"
+        ) from exc
+    return f"created {folder} for the SQLite database {url}{hint}"
 
 
 def json_dumps(value: Any) -> str:

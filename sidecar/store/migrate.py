@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import zlib
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -23,13 +24,14 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 
 from sidecar.settings import database_url
-from sidecar.store.engine import create_engine, is_memory_sqlite
+from sidecar.store.engine import create_engine, create_sqlite_folder, is_memory_sqlite
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # Postgres advisory lock held while migrating (other jobs must not use this key).
 MIGRATION_LOCK_KEY = zlib.crc32(b"sidecar.store.migrate")
 
 T = TypeVar("T")
+logger = logging.getLogger("sidecar.store")
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -124,9 +126,9 @@ def _current_revision(connection: sa.Connection) -> str | None:
 
 
 def _create_sqlite_folder(url: str) -> None:
-    path = _sqlite_path(url)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    created = create_sqlite_folder(url)
+    if created is not None:
+        logger.warning("%s", created)
 
 
 def _sqlite_path(url: str) -> Path | None:

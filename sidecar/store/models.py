@@ -172,6 +172,16 @@ class RequestRow(Base):
         comment="Drift features computed by the writer (token and character counts, system "
         "prompt hash, script, word counts...); NULL when drift is off.",
     )
+    prompt_embedding: Mapped[bytes | None] = mapped_column(
+        sa.LargeBinary,
+        comment="Sentence vector of the last user message as stored (drift.embeddings): a "
+        "format byte and 256 int8 components; NULL when off or there is no text.",
+    )
+    output_embedding: Mapped[bytes | None] = mapped_column(
+        sa.LargeBinary,
+        comment="Sentence vector of the output as stored (drift.embeddings): a format byte and "
+        "256 int8 components; NULL when off or there is no text.",
+    )
     logged_at: Mapped[datetime] = mapped_column(
         UtcDateTime,
         server_default=sa.func.now(),
@@ -218,6 +228,11 @@ class FeedbackRow(Base):
     )
     updated_at: Mapped[datetime] = mapped_column(
         UtcDateTime, comment="Last change (a repeated post updates the row)."
+    )
+    client_key_hash: Mapped[str | None] = mapped_column(
+        sa.String(16),
+        comment="First 16 hex of the SHA-256 of the client key that wrote the rating (as "
+        "requests.client_key_hash); only that key may change it. NULL: sent without a key.",
     )
 
 
@@ -273,7 +288,9 @@ class AlertEventRow(Base):
         sa.String(16), comment="pending, firing, repeat, resolved or cleared."
     )
     value: Mapped[float | None] = mapped_column(sa.Float, comment="The value that caused it.")
-    threshold: Mapped[float] = mapped_column(sa.Float, comment="The rule's threshold.")
+    threshold: Mapped[float | None] = mapped_column(
+        sa.Float, comment="The rule's threshold (NULL: the rule is no longer configured)."
+    )
     severity: Mapped[str] = mapped_column(sa.String(32), comment="The rule's severity.")
     notified: Mapped[bool] = mapped_column(
         sa.Boolean, comment="A notification was queued (not silenced)."

@@ -130,3 +130,35 @@ def test_a_clock_jumping_forward_fires_once_and_repeats_once() -> None:
     assert events(out) == [("repeat", True)]
     states, out = step(states, 900.0, 600 + 62)
     assert out == []
+
+
+@given(st.permutations([("adapter", "support"), ("model", "tiny"), ("schema", "ticket"),
+                        ("upstream", "local")]), st.integers(1, 4))  # fmt: skip
+def test_a_scope_is_the_same_scope_whatever_order_its_labels_come_in(
+    labels: list[tuple[str, str]], size: int
+) -> None:
+    """Readers build scopes in ``group_by`` order, the store reloads them sorted: one state."""
+    given_order = tuple(labels[:size])
+    states, out = evaluate({"x": RuleSpec("x", 1.0)}, [Reading("x", given_order, 2.0, 1)], {}, T0)
+    assert events(out) == [("firing", True)]
+    reloaded = {(rule, tuple(sorted(scope))): state for (rule, scope), state in states.items()}
+    for minutes in range(1, 11):
+        again = tuple(reversed(given_order))
+        reloaded, out = evaluate({"x": RuleSpec("x", 1.0)}, [Reading("x", again, 2.0, 1)],
+                                 reloaded, T0 + timedelta(minutes=minutes))  # fmt: skip
+        assert out == []
+    assert len(reloaded) == 1
+
+
+def test_a_rule_removed_while_firing_is_resolved_once_and_a_pending_one_cleared() -> None:
+    quick = RuleSpec("latency_p95", threshold=500.0, min_samples=1)
+    slow = RuleSpec("slow", threshold=500.0, for_s=600, min_samples=1)
+    readings = [Reading("latency_p95", SUPPORT, 900.0, 1), Reading("slow", SUPPORT, 900.0, 1)]
+    states, out = evaluate({"latency_p95": quick, "slow": slow}, readings, {}, T0)
+    assert events(out) == [("firing", True), ("pending", False)]
+    states, out = evaluate({}, readings, states, T0 + timedelta(minutes=1))
+    assert [(t.rule, t.event, t.notify) for t in out] == [
+        ("latency_p95", "resolved", True), ("slow", "cleared", False)]  # fmt: skip
+    states, out = evaluate({}, readings, states, T0 + timedelta(minutes=2))
+    assert out == []
+    assert {state.status for state in states.values()} == {"inactive"}

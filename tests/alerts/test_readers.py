@@ -51,7 +51,7 @@ async def test_readers_compute_windowed_values_per_scope(engine: AsyncEngine) ->
         (("model", "tiny"),): (50.0, 27),
     }
     assert await read(engine, compliance) == {
-        (("schema", "support_triage"), ("model", "support")): (75.0, 60)
+        (("model", "support"), ("schema", "support_triage")): (75.0, 60)
     }
     assert await read(engine, errors) == {
         (("model", "support"),): (0.0, 60),
@@ -86,3 +86,15 @@ async def test_no_traffic_at_all_reads_as_zero_throughput(engine: AsyncEngine) -
         readings = await READERS["throughput"](connection, plan, NOW)
     _, transitions = evaluate({plan.spec.name: plan.spec}, readings, {}, NOW)
     assert [t.event for t in transitions] == ["firing"]
+
+
+async def test_checks_that_did_not_finish_are_left_out_of_the_compliance_rate(
+    engine: AsyncEngine,
+) -> None:
+    """``check_timeout`` says nothing about the model: 10 valid + 30 unfinished is 100% valid."""
+    rows = [at(row(i, verdict="valid" if i <= 10 else "check_timeout"), 60) for i in range(1, 41)]
+    await insert_requests(engine, rows)
+    compliance = DEFAULT_RULES[1]
+    assert await read(engine, compliance) == {
+        (("model", "support"), ("schema", "support_triage")): (100.0, 10)
+    }

@@ -47,6 +47,14 @@ def test_built_ins_can_be_overridden_disabled_and_extended() -> None:
         ),
         (AlertRuleSettings(name="latency_p95", quantile=1.5), "alerts.rules[latency_p95].quantile"),
         (AlertRuleSettings(name="latency_p95", window_s=0), "alerts.rules[latency_p95].window_s"),
+        (
+            AlertRuleSettings(name="drift", features=["prompt_embeding"]),
+            "alerts.rules[drift].features: 'prompt_embeding' is not a drift feature",
+        ),
+        (
+            AlertRuleSettings(name="error_rate", group_by=["model", "model"]),
+            "alerts.rules[error_rate].group_by: each label at most once",
+        ),
     ],
 )
 def test_bad_rules_name_the_rule_and_the_field(entry: AlertRuleSettings, message: str) -> None:

@@ -20,12 +20,14 @@ from sidecar.metrics import SidecarMetrics
 from sidecar.records import Feedback, LoggedRequest
 from sidecar.settings import JudgeSettings
 from sidecar.store.baselines import QUALITY, active_baselines
+from sidecar.store.engine import create_engine
 from sidecar.store.feedback import upsert_feedback
 from sidecar.store.judgements import claim_samples
 from sidecar.store.scoring_models import judgements_table
-from sidecar.store.writes import insert_requests
+from sidecar.store.writes import insert_requests, is_connectivity_error
 from sidecar.testing.fake_judge import FakeJudge, Fault
-from sidecar.testing.servers import RunningServer
+from sidecar.testing.servers import RunningServer, start_server
+from sidecar.testing.tcp_relay import tcp_relay
 from tests.store.test_writes import make_row
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -292,3 +294,44 @@ async def test_batch_mode_judges_random_requests_of_a_window(
     stored = await judgements(engine)
     assert {row["sample_reason"] for row in stored} == {"batch"}
     assert "f" * 32 not in {row["request_id"] for row in stored}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_verdicts_the_database_cannot_take_are_kept_and_written_once_it_answers(
+    engine: AsyncEngine, migrated_database_url: str
+) -> None:
+    """The database goes away while the judge is answering: the verdicts (paid for) are kept,
+    the next round is skipped, and once the database answers they are written before anything
+    new is claimed; nothing is asked twice."""
+    rows = [sampled(4), sampled(3)]
+    await insert_requests(engine, rows)
+    parts = sa.make_url(migrated_database_url)
+    judge = FakeJudge()
+    with tcp_relay(parts.host or "127.0.0.1", parts.port or 5432) as relay:
+
+        async def cut_then_answer(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and not judge.requests:
+                relay.cut()
+            await judge(scope, receive, send)
+
+        server = start_server(cut_then_answer)
+        relayed = create_engine(parts.set(port=relay.port).render_as_string(hide_password=False))
+        job = make_job(relayed, server.url)
+        try:
+            first = await job.run_round(NOW)
+            with pytest.raises(Exception) as failure:  # noqa: PT011 - whatever the driver raises
+                await job.run_round(NOW)
+            assert is_connectivity_error(failure.value)
+            relay.restore()
+            again = await job.run_round(NOW + timedelta(seconds=1))
+        finally:
+            await job.client.close()
+            await relayed.dispose()
+            server.stop()
+    assert (first.claimed, first.scored, again.claimed) == (2, 2, 0)
+    stored = await judgements(engine)
+    assert sorted((row["status"], row["score"]) for row in stored) == [
+        ("scored", 3.0), ("scored", 4.0)
+    ]  # fmt: skip
+    assert len(judge.requests) == 2
