@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install run test check lint format types bench bench-alerts bench-drift soak test-slow clean test-vllm
+.PHONY: install run demo test check lint format types bench bench-alerts bench-drift soak test-slow clean test-vllm
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -16,6 +16,11 @@ install: $(VENV)/.installed
 ## Serve on :8080 (admin :8081), logging to .sidecar/sidecar.db; starts a fake vLLM if none runs.
 run: install
 	@scripts/run.sh
+
+## A fake vLLM and a sidecar in one process, some traffic, then the reports (DEMO_REQUESTS=200).
+DEMO_REQUESTS ?= 60
+demo: install
+	$(BIN)/sidecar demo --requests $(DEMO_REQUESTS)
 
 ## Everything CI runs: lint, types, and the whole test suite (Postgres at 127.0.0.1:5432).
 test: install lint types

@@ -17,22 +17,23 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.admin import Readiness, create_admin_app
-from sidecar.alerts.readers import rule_definitions
 from sidecar.alerts.runner import run_alerts
 from sidecar.drift.job import run_drift_loop
 from sidecar.errors import ConfigError
 from sidecar.feedback.api import create_feedback_app
 from sidecar.judge.client import JudgeClient
-from sidecar.judge.job import JudgeJob, Rubrics, build_sampler
+from sidecar.judge.job import JudgeJob, build_sampler
 from sidecar.judge.runner import run_judge
 from sidecar.logqueue.rowbuild import BuildOptions, BuiltBatch
 from sidecar.logqueue.rowworkers import RowBuilder
 from sidecar.logqueue.spool import Spool
+from sidecar.logqueue.spoolhealth import sync_periodically
 from sidecar.logqueue.writer import LogPipeline, LogWriter
 from sidecar.metrics import SidecarMetrics
+from sidecar.preflight import preflight
 from sidecar.proxy.app import ASGIApp, ProxyApp
 from sidecar.proxy.catalog import ModelCatalog
-from sidecar.proxy.upstream import UpstreamClient
+from sidecar.proxy.upstream import UpstreamClient, redact_url
 from sidecar.settings import Settings
 from sidecar.store.engine import create_engine
 from sidecar.store.migrate import upgrade_async
@@ -48,12 +49,17 @@ class Sidecar:
     """All stages of one sidecar process."""
 
     def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None) -> None:
+        checked = preflight(settings)  # the checks of `sidecar check-config`: a problem stops it
+        for warning in checked.warnings:
+            logger.warning("%s", warning)
         self.settings = settings
         self.metrics = SidecarMetrics(registry, max_label_values=settings.metrics.max_label_values)
         self.upstream = UpstreamClient(settings.upstream)
+        self.metrics.upstream_connections_in_use.set_function(lambda: self.upstream.in_use)
         self.catalog = ModelCatalog()
         self.catalog_wake = asyncio.Event()
         self.row_builder = self._row_builder()  # a bad schema stops the start
+        self.metrics.schema_label.serve(self.row_builder.compliance.registry.names())
         spool = settings.spool
         self.spool = Spool(
             spool.dir,
@@ -63,8 +69,9 @@ class Sidecar:
         )
         self.pipeline = LogPipeline(self.spool, self.metrics)
         feedback_app = create_feedback_app(
-            lambda: self.engine, self.metrics, self.spool.has_pending
-        )
+            lambda: self.engine, self.metrics, self.spool.has_pending,
+            admin_token=settings.admin.token,
+        )  # fmt: skip
         self.proxy_app = ProxyApp(
             settings,
             self.upstream,
@@ -85,8 +92,8 @@ class Sidecar:
         self.writer: LogWriter | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.schema_ready = asyncio.Event()
-        self.alert_rules = rule_definitions(settings.alerts.rules)  # a bad rule stops the start
-        self.rubrics = Rubrics(settings.judge) if settings.judge.enabled else None  # likewise
+        self.alert_rules = checked.alert_rules
+        self.rubrics = checked.rubrics
         self.sampler = (
             build_sampler(settings.judge, self.rubrics, random.Random())
             if self.rubrics is not None
@@ -95,14 +102,22 @@ class Sidecar:
 
     async def start(self) -> None:
         settings = self.settings
+        self.spool.open()  # first: a second sidecar on this spool stops here (SpoolLocked)
         schema_ready = not settings.database.auto_migrate or await self._migrate()
         self.engine = create_engine(settings.database.url, pool_size=settings.database.pool_size)
-        self.spool.open()
         await self.upstream.start()
         # Know the adapters before the first row is written (bounded: the upstream may be down).
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(FIRST_CATALOG_WAIT_S):
                 await self.catalog.refresh(self.upstream)
+        self._catalog_checked(self.catalog.healthy)
+        if not self.catalog.healthy:
+            logger.warning(
+                "upstream %s unreachable at start (%s): serving anyway, requests get 502 until "
+                "it answers",
+                redact_url(self.upstream.base_url),
+                self.catalog.last_error or f"no answer within {FIRST_CATALOG_WAIT_S:g} s",
+            )  # fmt: skip
         self.writer = LogWriter(
             self.spool,
             self.engine,
@@ -123,7 +138,7 @@ class Sidecar:
                     self.upstream,
                     settings.upstream.models_refresh_s,
                     self.catalog_wake,
-                    on_health=lambda up: self.metrics.upstream_up.set(1 if up else 0),
+                    on_health=self._catalog_checked,
                 ),
                 name="model-catalog",
             ),
@@ -208,37 +223,47 @@ class Sidecar:
         await self.writer.run()
 
     def readiness(self) -> Readiness:
-        spool_ok = self.spool.pending_bytes < self.settings.spool.max_bytes * 0.9
         writer_ok = self.writer is not None and self.writer.healthy
         checks = {
             "upstream": "ok" if self.catalog.healthy else "unreachable",
             "writer": "ok"
             if writer_ok
             else f"failing: {self.writer.last_error if self.writer else 'not started'}",
-            "spool": "ok" if spool_ok else f"nearly full ({self.spool.pending_bytes} bytes)",
+            "spool": self.spool.health(),  # ok, degraded: dropping records (...), nearly full
+            "upstream_pool": "ok"
+            if not self.upstream.saturated
+            else f"saturated: all {self.upstream.in_use} connections in use, "
+            f"{self.upstream.waiting} requests waiting (upstream.max_connections)",
         }
         self.metrics.upstream_up.set(1 if self.catalog.healthy else 0)
         return Readiness(all(value == "ok" for value in checks.values()), checks)
 
     def reload_schemas(self) -> bool:
-        """Recompile the schema directory (SIGHUP); a broken file keeps the previous schemas."""
+        """Recompile the schema directory (SIGHUP); a broken file or a missing directory keeps
+        the previous schemas."""
         try:
-            fresh = self._row_builder()
+            names = self.row_builder.reload()
         except ConfigError as exc:
             logger.error("schemas not reloaded, keeping the previous ones: %s", exc)
             return False
-        self.row_builder.close()
-        self.row_builder = fresh
-        names = fresh.compliance.registry.names()
+        self.metrics.schema_label.serve(names)
         logger.info("schemas reloaded: %s", ", ".join(names) or "none")
         return True
 
     def _row_builder(self) -> RowBuilder:
         settings = self.settings
+        embeddings = settings.drift.embeddings
         options = BuildOptions(
-            settings.request_log.bodies, settings.request_log.max_body_bytes, settings.drift.enabled
+            settings.request_log.bodies,
+            settings.request_log.max_body_bytes,
+            settings.drift.enabled,
+            embedding_model=embeddings.model,
+            embedding_fields=tuple(embeddings.fields) if embeddings.enabled else (),
         )
-        return RowBuilder(settings.compliance, options, settings.writer.workers)
+        return RowBuilder(
+            settings.compliance, options, settings.writer.workers,
+            record_deadline_s=settings.writer.record_deadline_s,
+        )  # fmt: skip
 
     async def _build_rows(self, records: list[bytes]) -> BuiltBatch:
         return await self.row_builder(records, self.catalog.known())
@@ -248,9 +273,15 @@ class Sidecar:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(ADAPTER_REFRESH_WAIT_S):
                 await self.catalog.refresh(self.upstream)
+        self._catalog_checked(self.catalog.healthy)
+
+    def _catalog_checked(self, up: bool) -> None:
+        """After each model-list check: the upstream gauge, and the served names get their own
+        metric labels before any name a client invents (``LabelLimiter.serve``)."""
+        self.metrics.upstream_up.set(1 if up else 0)
+        self.metrics.model_label.serve(self.catalog.known())
 
     async def _fsync_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.settings.spool.fsync_interval_s)
-            await loop.run_in_executor(None, self.spool.sync)
+        """Sync the spool every interval; a failure is logged and retried, never fatal."""
+        interval_s = self.settings.spool.fsync_interval_s
+        await sync_periodically(self.spool.sync, interval_s, self.metrics.spool_last_fsync.set)

@@ -33,7 +33,8 @@ def uvicorn_config(app: Any, **kwargs: Any) -> uvicorn.Config:
     kwargs.setdefault("log_level", "warning")
     kwargs.setdefault("access_log", False)
     kwargs.setdefault("lifespan", "auto")
-    return uvicorn.Config(app, loop="auto", http=_http_protocol(), **kwargs)
+    http = kwargs.pop("http", None) or _http_protocol()
+    return uvicorn.Config(app, loop="auto", http=http, **kwargs)
 
 
 def _http_protocol() -> Any:

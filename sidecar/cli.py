@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import sys
 from collections.abc import Coroutine
 from typing import Any
@@ -15,6 +14,8 @@ from sidecar.cli_alerts import alerts
 from sidecar.cli_analysis import baseline, drift, judge
 from sidecar.cli_common import CONTEXT, config_option, database_option, load, require_schema
 from sidecar.errors import ConfigError
+from sidecar.logqueue.segments import SpoolLocked
+from sidecar.logs import configure_logging
 from sidecar.settings import Settings
 
 
@@ -68,34 +69,29 @@ def serve(
         upstream={"url": upstream},
         database={"url": database_url, "auto_migrate": False if no_migrate else None},
     )
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     try:
         _run(run_sidecar(settings))
     except ConfigError as exc:
         raise click.ClickException(f"configuration error: {exc}") from exc
+    except SpoolLocked as exc:  # another sidecar runs on this spool: say who, exit 1
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.command("check-config", context_settings=CONTEXT)
 @config_option
 def check_config(config_path: str | None) -> None:
     """Validate the configuration; exit 0, or name the bad key and the fix."""
-    from sidecar.validators.compliance import Compliance
+    from sidecar.preflight import preflight, summary
 
     settings = load(config_path)
-    from sidecar.alerts.readers import rule_definitions
-
     try:
-        schemas = Compliance(settings.compliance).registry.names()
-        rule_definitions(settings.alerts.rules)
+        checked = preflight(settings)  # the same checks `serve` runs at start
     except ConfigError as exc:
         raise click.ClickException(f"configuration error: {exc}") from exc
-    click.echo(
-        f"configuration OK: upstream {settings.upstream.url}, proxy :{settings.proxy.port}, "
-        f"admin :{settings.admin.port}, database {settings.database.url}, "
-        f"schemas: {', '.join(schemas) or 'none'}"
-    )
+    for warning in checked.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"configuration OK: {summary(settings, checked)}")
 
 
 @main.group(context_settings=CONTEXT)
@@ -109,10 +105,17 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 def upgrade(config_path: str | None, database_url: str | None, revision: str) -> None:
     """Upgrade the schema to the latest (or a given) revision."""
+    from sidecar.store.engine import create_sqlite_folder
     from sidecar.store.migrate import current
     from sidecar.store.migrate import upgrade as run_upgrade
 
-    url = load(config_path, database={"url": database_url}).database.url
+    url = load(config_path, uses=("database",), database={"url": database_url}).database.url
+    try:
+        created = create_sqlite_folder(url)
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from exc
+    if created is not None:
+        click.echo(created)
     run_upgrade(url, revision)
     click.echo(f"database at revision {current(url)}")
 
@@ -124,7 +127,7 @@ def db_current(config_path: str | None, database_url: str | None) -> None:
     """Print the schema revision the database is at."""
     from sidecar.store.migrate import current
 
-    url = load(config_path, database={"url": database_url}).database.url
+    url = load(config_path, uses=("database",), database={"url": database_url}).database.url
     click.echo(current(url) or "empty (run `sidecar db upgrade`)")
 
 
@@ -185,7 +188,7 @@ def report(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
-    settings = load(config_path, database={"url": database_url})
+    settings = load(config_path, uses=("database", "cost"), database={"url": database_url})
     window = dataclasses.replace(window, cost=settings.cost)
     table = _run_report(settings, name, window)
     if output == "csv":
@@ -224,9 +227,14 @@ def export() -> None:
 @click.option("--since", default="90d", show_default=True, help="Start: 7d, 90d or an ISO time.")
 @click.option("--until", help="End (default now).")
 @click.option(
-    "--select", "selection", type=click.Choice(["hard", "good", "all"]), default="hard",
-    show_default=True,
-    help="hard: failed schema, thumbs-down, escalated; good: satisfied users, schema passed; all.",
+    "--select", "selection", type=click.Choice(["hard", "good", "low-score", "all"]),
+    default="hard", show_default=True,
+    help="hard: failed schema, thumbs-down, escalated, low judge score; good: satisfied users, "
+    "no hard reason; low-score: judge score at most --max-score; all.",
+)  # fmt: skip
+@click.option(
+    "--max-score", default=3.0, show_default=True, type=float,
+    help="A judge score at or below this is low (the rubric's scale: 1-5 for the built-in).",
 )  # fmt: skip
 @click.option("--model", help="Only this model name (as requested).")
 @click.option("--adapter", help="Only this LoRA adapter.")
@@ -243,6 +251,7 @@ def training_data(
     since: str,
     until: str | None,
     selection: str,
+    max_score: float,
     model: str | None,
     adapter: str | None,
     out_path: str,
@@ -268,7 +277,7 @@ def training_data(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
-    settings = load(config_path, database={"url": database_url})
+    settings = load(config_path, uses=("database",), database={"url": database_url})
     require_schema(settings)
     out = Path(out_path)
     holdout_path = out.with_suffix(".holdout.jsonl") if holdout else None
@@ -280,7 +289,7 @@ def training_data(
                 task = progress.add_task("exporting", total=await count_candidates(engine, window))
                 return await export_training_data(
                     engine, window, selection, sink, held, holdout,  # type: ignore[arg-type]
-                    on_row=lambda: progress.advance(task),
+                    on_row=lambda: progress.advance(task), max_score=max_score,
                 )  # fmt: skip
         finally:
             await engine.dispose()
@@ -299,17 +308,28 @@ def training_data(
     click.echo(f"by reason: {reasons or 'none'}; duplicate prompts skipped: {summary.duplicates}")
     for why, count in summary.skipped.items():
         click.echo(f"skipped {count}: {why}")
+    if selection == "low-score" and not summary.reasons:
+        click.echo(f"no judge score at or below {max_score:g} in this window "
+                   "(is the judge on? docs/judge.md)")  # fmt: skip
 
 
 @main.command(context_settings=CONTEXT)
 @click.option("--requests", default=60, show_default=True, type=click.IntRange(1, 10_000))
-def demo(requests: int) -> None:
+@click.option(
+    "--incident", is_flag=True,
+    help="Play an incident instead (~40 s): latency spike, format regression, topic drift; "
+    "print each alert as it fires and clears.",
+)  # fmt: skip
+def demo(requests: int, incident: bool) -> None:
     """Run a fake vLLM and a sidecar in this process, send traffic, print the reports."""
     from rich.console import Console
 
-    from sidecar.demo import run_demo
+    from sidecar.demo import run_demo, run_incident_demo
     from sidecar.reports import render
 
+    if incident:
+        run_incident_demo(click.echo)
+        return
     console = Console(width=None if sys.stdout.isatty() else 200)
     run_demo(requests, lambda table: render.as_text(table, console), click.echo)
 
@@ -345,11 +365,10 @@ def fake_vllm(
     serve_fake_vllm(host, port, config)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 main.add_command(alerts)
 main.add_command(judge)
 main.add_command(baseline)
 main.add_command(drift)
+
+if __name__ == "__main__":  # pragma: no cover - `python -m sidecar.cli`
+    sys.exit(main())

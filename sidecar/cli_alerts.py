@@ -27,7 +27,7 @@ def list_alerts(config_path: str | None, database_url: str | None) -> None:
     from sidecar.store.alerts import load_states, recent_events
     from sidecar.store.engine import create_engine
 
-    settings = load(config_path, database={"url": database_url})
+    settings = load(config_path, uses=("database",), database={"url": database_url})
     require_schema(settings)
 
     async def run() -> tuple[Any, Any]:
@@ -83,7 +83,7 @@ def silence(rule: str, labels: tuple[str, ...], duration: str, comment: str | No
         if not sep or not key:
             raise click.BadParameter(f"{label!r} is not key=value", param_hint="--label")
         matchers[key] = value
-    settings = load(config_path, database={"url": database_url})
+    settings = load(config_path, uses=("database",), database={"url": database_url})
     require_schema(settings)
     now = datetime.now(UTC)
     until = now + timedelta(**{unit: int(match.group(1))})
@@ -101,7 +101,10 @@ def silence(rule: str, labels: tuple[str, ...], duration: str, comment: str | No
 
 
 @alerts.command(context_settings=CONTEXT)
-@click.option("--notifier", required=True, help="slack, webhook-0, webhook-1, ... or log.")
+@click.option(
+    "--notifier", required=True,
+    help="slack, webhook-0, webhook-1, ... or log; `webhook` when there is one webhook.",
+)  # fmt: skip
 @config_option
 def test(notifier: str, config_path: str | None) -> None:
     """Send a clearly marked test alert through one configured notifier, now."""
@@ -111,11 +114,9 @@ def test(notifier: str, config_path: str | None) -> None:
     from sidecar.alerts.runner import build_notifiers
     from sidecar.notifiers.payloads import AlertNotice
 
-    settings = load(config_path)
+    settings = load(config_path, uses=("alerts",))
     notifiers = build_notifiers(settings.alerts)
-    if notifier not in notifiers:
-        raise click.BadParameter(f"not configured; configured: {', '.join(notifiers) or 'none'}",
-                                 param_hint="--notifier")  # fmt: skip
+    notifier = pick_notifier(notifier, list(notifiers))
     now = datetime.now(UTC)
     transition = Transition(
         "TEST_sidecar_alert", (("test", "true"),), "firing", now, 1.0, 0.0, "info", True, now
@@ -133,3 +134,22 @@ def test(notifier: str, config_path: str | None) -> None:
     if not result.sent:
         raise click.ClickException(f"{notifier}: not delivered: {result.error}")
     click.echo(f"{notifier}: test alert delivered")
+
+
+def pick_notifier(wanted: str, configured: list[str]) -> str:
+    """The configured notifier ``wanted`` names: its full name, or its kind (``webhook``) when
+    exactly one notifier is of that kind."""
+    if wanted in configured:
+        return wanted
+    of_kind = [name for name in configured if name.rsplit("-", 1)[0] == wanted]
+    if len(of_kind) == 1:
+        return of_kind[0]
+    if of_kind:
+        raise click.BadParameter(
+            f"{len(of_kind)} {wanted} notifiers are configured: name one of {', '.join(of_kind)}",
+            param_hint="--notifier",
+        )
+    raise click.BadParameter(
+        f"{wanted!r} is not configured; configured: {', '.join(configured) or 'none'}",
+        param_hint="--notifier",
+    )

@@ -22,8 +22,9 @@ def _window(since: str, until: str | None) -> tuple[datetime, datetime]:
         raise click.BadParameter(str(exc)) from exc
 
 
-def _settings(config_path: str | None, database_url: str | None) -> Settings:
-    settings = load(config_path, database={"url": database_url})
+def _settings(config_path: str | None, database_url: str | None, *uses: str) -> Settings:
+    """The settings of a command that reads the ``database`` section and ``uses``."""
+    settings = load(config_path, uses=("database", *uses), database={"url": database_url})
     require_schema(settings)
     return settings
 
@@ -58,7 +59,7 @@ def run(
     from sidecar.store.engine import create_engine
     from sidecar.store.judgements import claim_samples
 
-    settings = _settings(config_path, database_url)
+    settings = _settings(config_path, database_url, "judge")
     start, end = _window(since, until)
     if settings.judge.api_key is None and "api.openai.com" in settings.judge.base_url:
         raise click.ClickException(
@@ -127,7 +128,7 @@ def set_baseline(
     from sidecar.store.baselines import set_drift_baselines, set_quality_baselines
     from sidecar.store.engine import create_engine
 
-    settings = _settings(config_path, database_url)
+    settings = _settings(config_path, database_url, "judge")
     start, end = _window(since, until)
 
     async def go() -> Any:
@@ -207,7 +208,7 @@ def drift_run(config_path: str | None, database_url: str | None) -> None:
     from sidecar.metrics import SidecarMetrics
     from sidecar.store.engine import create_engine
 
-    settings = _settings(config_path, database_url)
+    settings = _settings(config_path, database_url, "drift")
 
     async def go() -> Any:
         engine = create_engine(settings.database.url)

@@ -19,11 +19,20 @@ database_option = click.option(
 )
 
 
-def load(config_path: str | None, **overrides: dict[str, Any]) -> Settings:
+def load(
+    config_path: str | None, *, uses: tuple[str, ...] | None = None, **overrides: dict[str, Any]
+) -> Settings:
+    """The settings, or a one-line error. ``uses``: the sections this command reads; an unset
+    ``${VAR}`` in another section is a warning (on stderr), not an error. ``None`` (``serve``,
+    ``check-config``): every section counts."""
     try:
-        return load_settings(config_path, overrides=overrides)
+        return load_settings(config_path, overrides=overrides, sections_used=uses, warn=_warn)
     except ConfigError as exc:
         raise click.ClickException(f"configuration error: {exc}") from exc
+
+
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
 
 
 def require_schema(settings: Settings) -> None:

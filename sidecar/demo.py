@@ -2,27 +2,37 @@
 
 Everything runs in this process on free ports with a throwaway SQLite file, so a newcomer sees
 the whole loop (proxy -> log -> compliance -> feedback -> reports) in a few seconds.
+``sidecar demo --incident`` plays the incident script of :mod:`sidecar.testing.incident`
+instead (about 40 s): a latency spike, a format regression and a topic drift, each alert firing
+to a webhook receiver and clearing, as tests/scenarios/test_incident.py checks.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import random
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import click
 import httpx
 import openai
 import orjson
+import yaml
 
 from sidecar.reports.base import ReportTable, ReportWindow, run_report
 from sidecar.reports.catalog import load_reports
 from sidecar.settings import Settings, load_settings
 from sidecar.testing.fake_vllm import create_fake_vllm
 from sidecar.testing.harness import RunningSidecar, start_sidecar
+from sidecar.testing.incident import Incident, IncidentTraffic, incident_sections, notices
 from sidecar.testing.servers import start_server
+from sidecar.testing.webhook_sink import WebhookSink
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 GOOD = {"category": "billing", "priority": 2, "sentiment": "negative",
@@ -35,7 +45,7 @@ OUTPUTS = [
 QUESTIONS = ["I was charged twice", "The app crashes on login", "How do I export my data?"]
 
 
-def demo_settings(workdir: Path, upstream_url: str) -> Settings:
+def demo_settings(workdir: Path, upstream_url: str, **sections: dict[str, Any]) -> Settings:
     return load_settings(env={}, overrides={
         "proxy": {"host": "127.0.0.1", "port": 0}, "admin": {"port": 0},
         "upstream": {"url": upstream_url, "models_refresh_s": 1.0},
@@ -44,6 +54,7 @@ def demo_settings(workdir: Path, upstream_url: str) -> Settings:
         "writer": {"workers": 0},
         "compliance": {"schemas_dir": str(SCHEMAS),
                        "rules": [{"schema": "support_triage", "adapter": "support"}]},
+        **sections,
     })  # fmt: skip
 
 
@@ -99,3 +110,49 @@ def run_demo(
     say(
         "done; run `make run` to keep a sidecar up, and see docs/ for SQL, reports and configuration"
     )
+
+
+def run_incident_demo(say: Callable[[str], None]) -> None:
+    """Play the incident script against a fresh sidecar, saying what fired and what cleared."""
+    from sidecar.cli import main
+
+    with tempfile.TemporaryDirectory(prefix="sidecar-incident-") as tmp:
+        workdir = Path(tmp)
+        upstream = start_server(create_fake_vllm())
+        receiver = WebhookSink()
+        receiver_server = start_server(receiver)
+        sections = incident_sections(workdir)
+        sections["alerts"] |= {"log": False, "webhook_urls": [f"{receiver_server.url}/alerts"]}
+        settings = demo_settings(workdir, upstream.url, **sections)
+        config = workdir / "sidecar.yaml"
+        config.write_text(yaml.safe_dump({"database": {"url": settings.database.url},
+                                          "drift": sections["drift"]}))  # fmt: skip
+
+        def cli(args: list[str]) -> str:
+            say(f"$ sidecar {' '.join(args)}")
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                try:
+                    main.main([*args, "--config", str(config)], "sidecar", standalone_mode=False)
+                except click.ClickException as exc:
+                    return f"{out.getvalue()}error: {exc.format_message()}"
+            return out.getvalue()
+
+        sidecar = start_sidecar(settings)
+        say(f"fake vLLM on {upstream.url}, sidecar on {sidecar.proxy_url} (admin "
+            f"{sidecar.admin_url}), alerts to a webhook receiver on {receiver_server.url}")  # fmt: skip
+        traffic = IncidentTraffic(sidecar.proxy_url).start()
+        started = time.monotonic()
+        try:
+            Incident(traffic, sidecar.admin_url,
+                     lambda: notices(receiver.received["/alerts"]), cli, say).play()  # fmt: skip
+        finally:
+            traffic.stop()
+            sidecar.stop()
+            receiver_server.stop()
+            upstream.stop()
+        seen = notices(receiver.received["/alerts"])
+        say(f"incident over in {time.monotonic() - started:.0f} s: {len(seen)} notifications, "
+            f"{sum(1 for n in seen if n.status == 'firing')} fired and "
+            f"{sum(1 for n in seen if n.status == 'resolved')} cleared, each once "
+            f"({sum(traffic.answered.values())} requests)")  # fmt: skip

@@ -23,6 +23,8 @@ class ErrorKind:
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_RESET = "upstream_reset"
     UPSTREAM_ERROR = "upstream_error"  # the upstream answered with a 5xx
+    UPSTREAM_BUSY = "upstream_busy"  # no upstream connection slot freed in time (503)
+    CLIENT_TOO_SLOW = "client_too_slow"  # the client stopped reading (proxy.write_timeout_s)
     CLIENT_DISCONNECTED = "client_disconnected"
     REQUEST_TOO_LARGE = "request_too_large"
     BAD_REQUEST = "bad_request"
@@ -61,6 +63,11 @@ class Exchange:
     # (byte offset just past the chunk in response_body, ms since the request arrived), per chunk
     chunk_marks: tuple[tuple[int, float], ...] = ()
     schema_header: str | None = None  # the client's X-Sidecar-Schema
+    # The response's real size. Past request_log.max_body_bytes only the first bytes and the
+    # last few KiB are kept (response_body = head + tail); response_gap_at is where the
+    # dropped middle was (None: response_body is the whole response).
+    response_bytes: int | None = None
+    response_gap_at: int | None = None
 
 
 class Verdict:
@@ -71,6 +78,7 @@ class Verdict:
     UNPARSEABLE = "unparseable"
     TRUNCATED = "truncated"
     SCHEMA_ERROR = "schema_error"
+    CHECK_TIMEOUT = "check_timeout"  # the check did not finish (docs/compliance.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +131,8 @@ class LoggedRequest:
     schema_errors: JsonValue = None  # [{"path": JSON pointer, "message": ...}, ...] (first few)
     judge_sample: str | None = None  # sidecar.judge.sampling.SampleReason, when sampled
     features: JsonValue = None  # sidecar.drift.RequestFeatures.as_json(), for drift checks
+    prompt_embedding: bytes | None = None  # sidecar.drift.embeddings.pack(), drift.embeddings
+    output_embedding: bytes | None = None
 
     def as_row(self) -> dict[str, Any]:
         """Column name -> value, for the store's insert."""
@@ -142,3 +152,4 @@ class Feedback:
     comment: str | None
     created_at: datetime
     updated_at: datetime
+    client_key_hash: str | None = None  # the key that wrote it (owns it); None: sent without one

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import socket
 from collections.abc import Callable, Iterator
@@ -14,12 +15,18 @@ import uvicorn
 
 from sidecar.app import Sidecar
 from sidecar.asgi import bind_socket, uvicorn_config
-from sidecar.proxy.app import StreamAborted
+from sidecar.http_head import ConnectionLimits, bounded_protocol
+from sidecar.metrics import SidecarMetrics
+from sidecar.proxy.exchange import StreamAborted
+from sidecar.proxy.upstream import redact_url
 from sidecar.settings import Settings
 
 logger = logging.getLogger("sidecar")
 
 GRACEFUL_SHUTDOWN_S = 30.0
+ADMIN_MAX_CONNECTIONS = 64
+RESERVED_DESCRIPTORS = 128  # spool, database files, logs, worker pipes, listening sockets
+MAX_SOFT_DESCRIPTORS = 1 << 20  # when the hard limit is unlimited
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,8 @@ async def run_sidecar(
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set), then drain and shut down."""
     logging.getLogger("uvicorn.error").addFilter(_HideStreamAborts())
+    descriptors = raise_descriptor_limit()
+    max_clients = client_connection_limit(settings, descriptors)
     proxy_sock, admin_sock = sockets or (
         bind_socket(settings.proxy.host, settings.proxy.port),
         bind_socket(settings.admin.host, settings.admin.port),
@@ -70,9 +79,22 @@ async def run_sidecar(
             timeout_keep_alive=75,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
             backlog=2048,
+            http=bounded_protocol(
+                ConnectionLimits(
+                    settings.proxy.head_timeout_s, max_clients, _count_connections(sidecar.metrics)
+                )
+            ),
         )
     )
-    admin_server = _Server(uvicorn_config(sidecar.admin_app, lifespan="on"))
+    admin_server = _Server(
+        uvicorn_config(
+            sidecar.admin_app,
+            lifespan="on",
+            http=bounded_protocol(
+                ConnectionLimits(settings.proxy.head_timeout_s, ADMIN_MAX_CONNECTIONS)
+            ),
+        )
+    )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     if install_signal_handlers:
@@ -90,8 +112,10 @@ async def run_sidecar(
             await asyncio.sleep(0.01)
         ports = BoundPorts(proxy_sock.getsockname()[1], admin_sock.getsockname()[1])
         logger.info(
-            "sidecar listening: proxy on :%d -> %s, admin on :%d, log to %s",
-            ports.proxy, settings.upstream.url, ports.admin, _safe_url(settings.database.url),
+            "sidecar listening: proxy on :%d -> %s, admin on :%d, log to %s; descriptors: %s, "
+            "up to %d client connections",
+            ports.proxy, redact_url(sidecar.upstream.base_url), ports.admin,
+            _safe_url(settings.database.url), descriptors.describe(), max_clients,
         )  # fmt: skip
         if on_ready is not None:
             on_ready(sidecar, ports)
@@ -116,3 +140,65 @@ def _safe_url(url: str) -> str:
     if not at or ":" not in credentials:
         return url
     return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+
+
+@dataclass(frozen=True, slots=True)
+class DescriptorLimit:
+    before: int  # the soft limit the process started with
+    soft: int  # the soft limit now
+    hard: int
+
+    def describe(self) -> str:
+        if self.soft > self.before:
+            return f"soft limit raised {self.before} -> {self.soft}"
+        return f"limit {self.soft} (hard limit {self.hard})"
+
+
+def raise_descriptor_limit() -> DescriptorLimit:
+    """Raise the soft RLIMIT_NOFILE to the hard limit when the OS allows (every connection is a
+    descriptor; the usual soft default of 1,024 is a few hundred clients)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = MAX_SOFT_DESCRIPTORS if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            logger.warning("could not raise the descriptor limit from %d: %s", soft, exc)
+            return DescriptorLimit(soft, soft, hard)
+        return DescriptorLimit(soft, target, hard)
+    return DescriptorLimit(soft, soft, hard)
+
+
+def client_connection_limit(settings: Settings, descriptors: DescriptorLimit) -> int:
+    """``proxy.max_client_connections``, lowered to leave descriptors for everything else (the
+    upstream pool, the database, the admin port), so a flood of clients cannot starve them."""
+    configured = settings.proxy.max_client_connections
+    if descriptors.soft == resource.RLIM_INFINITY:
+        return configured
+    reserved = (
+        RESERVED_DESCRIPTORS
+        + ADMIN_MAX_CONNECTIONS
+        + settings.upstream.max_connections
+        + 2 * settings.database.pool_size
+    )
+    available = max(descriptors.soft - reserved, descriptors.soft // 4)
+    if available >= configured:
+        return configured
+    logger.warning(
+        "proxy.max_client_connections %d lowered to %d: the descriptor limit is %d, and %d are "
+        "kept for the upstream pool (upstream.max_connections), the database and the admin port",
+        configured, available, descriptors.soft, min(reserved, descriptors.soft - available),
+    )  # fmt: skip
+    return available
+
+
+def _count_connections(metrics: SidecarMetrics) -> Callable[[str], None]:
+    def on_event(event: str) -> None:
+        if event == "open":
+            metrics.client_connections.inc()
+        elif event == "closed":
+            metrics.client_connections.dec()
+        else:
+            metrics.client_connections_closed.labels(event).inc()
+
+    return on_event

@@ -15,7 +15,7 @@ from sidecar.store.models import requests_table
 MIN_SPAN = timedelta(hours=1)
 
 
-@register("cost", "Self-hosted cost per query and month vs API models, break-even volume, verdict.")
+@register("cost", "Self-hosted vs API cost per 1k queries and month, break-even volume, verdict.")
 async def cost(connection: AsyncConnection, window: ReportWindow) -> ReportTable:
     table = requests_table
     query = scoped(
@@ -29,7 +29,7 @@ async def cost(connection: AsyncConnection, window: ReportWindow) -> ReportTable
         window,
     )
     row = (await connection.execute(query)).one()
-    columns = ["option", "cost_per_query_usd", "monthly_usd", "break_even_queries_per_month",
+    columns = ["option", "cost_per_1k_queries_usd", "monthly_usd", "break_even_queries_per_month",
                "long_prompt_monthly_usd"]  # fmt: skip
     if not row.requests:
         return ReportTable("Cost", columns, [], ["no completed generations in this window"])
@@ -39,17 +39,17 @@ async def cost(connection: AsyncConnection, window: ReportWindow) -> ReportTable
     gpu = settings.monthly_gpu_usd
     options = compare(traffic, gpu, settings.prices, settings.system_prompt_tokens)
     rows: list[tuple[object, ...]] = [
-        ("self-hosted (GPU)", round(gpu / traffic.per_month, 6) if traffic.per_month else None,
+        ("self-hosted (GPU)", round(gpu / traffic.per_month * 1000, 4) if traffic.per_month else None,
          round(gpu, 2), None, None),
     ]  # fmt: skip
     rows += [
-        (option.model, round(option.cost_per_query_usd, 6), round(option.monthly_usd, 2),
+        (option.model, round(option.cost_per_query_usd * 1000, 4), round(option.monthly_usd, 2),
          round(option.break_even_queries_per_month) if option.break_even_queries_per_month else None,
          round(option.hidden_saving_monthly_usd, 2))
         for option in options
     ]  # fmt: skip
     notes = [
-        f"Measured {traffic.requests:,} generations over {traffic.days:.1f} days: "
+        f"Measured {traffic.requests:,} generations over {window_length(traffic.days)}: "
         f"{traffic.per_day:,.0f}/day, {traffic.per_month:,.0f}/month projected; "
         f"{row.prompt / row.requests:,.0f} prompt and {row.completion / row.requests:,.0f} "
         f"completion tokens per query.",
@@ -63,3 +63,8 @@ async def cost(connection: AsyncConnection, window: ReportWindow) -> ReportTable
             "(included in the API columns)."
         )
     return ReportTable("Cost: self-hosted vs API", columns, rows, notes)
+
+
+def window_length(days: float) -> str:
+    """``5.0 hours`` under a day, else ``2.5 days``."""
+    return f"{days * 24:.1f} hours" if days < 1 else f"{days:.1f} days"

@@ -1,10 +1,12 @@
 """Export logged traffic as an OpenAI chat fine-tuning set (JSONL), for the next retraining.
 
 ``hard``: outputs that failed their schema (invalid, unparseable, truncated), got a thumbs-down
-or a low score, or were escalated. Their assistant turn is what the model said, to be corrected
-before training. ``good``: outputs users were satisfied with and that passed any schema check.
-``all``: every successful chat completion. Duplicated prompts are written once; bodies are
-exported as stored, so a redacted log gives a redacted set.
+or a low score, were escalated, or that the LLM judge scored at or below ``max_score``. Their
+assistant turn is what the model said, to be corrected before training. ``good``: outputs users
+were satisfied with and that no hard reason applies to. ``low-score``: only the judge's low
+scores. ``all``: every successful chat completion. Duplicated prompts are written once; bodies
+are exported as stored, so a redacted log gives a redacted set. A judged example carries its
+score in ``metadata``.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.reports.base import ReportWindow, scoped
 from sidecar.store.models import feedback_table, requests_table
+from sidecar.store.scoring_models import judgements_table
 
-Selection = Literal["hard", "good", "all"]
+Selection = Literal["hard", "good", "all", "low-score"]
+SELECTIONS: tuple[Selection, ...] = ("hard", "good", "all", "low-score")
 FAILED_VERDICTS = ("invalid", "unparseable", "truncated")
+DEFAULT_MAX_SCORE = 3.0  # on the rubric's scale: 1-3 of the built-in 1-5 is a low score
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,9 @@ class Candidate:
     unsatisfied: int
     satisfied: int
     escalated: int
+    judge_score: float | None = None  # the judge's overall score, on the rubric's scale
+    judge_score_normalized: float | None = None  # the same, mapped to 0-1
+    judge_rubric: str | None = None
 
 
 @dataclass
@@ -45,7 +53,7 @@ class ExportSummary:
     reasons: Counter[str] = field(default_factory=Counter)  # why exported rows were chosen
 
 
-def reasons_for(candidate: Candidate) -> list[str]:
+def reasons_for(candidate: Candidate, max_score: float = DEFAULT_MAX_SCORE) -> list[str]:
     """Why a row is a hard case (empty when it is not)."""
     found = []
     if candidate.schema_verdict in FAILED_VERDICTS:
@@ -54,12 +62,18 @@ def reasons_for(candidate: Candidate) -> list[str]:
         found.append("thumbs_down")
     if candidate.escalated:
         found.append("escalated")
+    if candidate.judge_score is not None and candidate.judge_score <= max_score:
+        found.append("judge_low_score")
     return found
 
 
-def choose(candidate: Candidate, selection: Selection) -> list[str] | None:
+def choose(
+    candidate: Candidate, selection: Selection, max_score: float = DEFAULT_MAX_SCORE
+) -> list[str] | None:
     """The reasons to export ``candidate`` under ``selection``, or None to leave it out."""
-    hard = reasons_for(candidate)
+    hard = reasons_for(candidate, max_score)
+    if selection == "low-score":
+        return ["judge_low_score"] if "judge_low_score" in hard else None
     if selection == "hard":
         return hard or None
     if selection == "good":
@@ -126,12 +140,17 @@ async def candidates(engine: AsyncEngine, window: ReportWindow) -> AsyncIterator
         .subquery()
     )
     table = requests_table
+    judged = judgements_table
+    scored = sa.and_(judged.c.request_id == table.c.id, judged.c.status == "scored")
     query = scoped(
         sa.select(
             table.c.request_body, table.c.response_body, table.c.schema_verdict,
             opinions.c.unsatisfied, opinions.c.satisfied, opinions.c.escalated,
+            judged.c.score, judged.c.score_normalized, judged.c.rubric,
         )
-        .select_from(table.outerjoin(opinions, opinions.c.request_id == table.c.id))
+        .select_from(
+            table.outerjoin(opinions, opinions.c.request_id == table.c.id).outerjoin(judged, scored)
+        )
         .where(_chat_ok())
         .order_by(table.c.started_at),
         table,
@@ -141,7 +160,8 @@ async def candidates(engine: AsyncEngine, window: ReportWindow) -> AsyncIterator
         result = await connection.stream(query)
         async for row in result:
             yield Candidate(row.request_body, row.response_body, row.schema_verdict,
-                            int(row.unsatisfied or 0), int(row.satisfied or 0), int(row.escalated or 0))  # fmt: skip
+                            int(row.unsatisfied or 0), int(row.satisfied or 0), int(row.escalated or 0),
+                            row.score, row.score_normalized, row.rubric)  # fmt: skip
 
 
 def _chat_ok() -> sa.ColumnElement[bool]:
@@ -157,18 +177,20 @@ async def export_training_data(
     holdout_out: Any | None = None,
     holdout_share: float = 0.0,
     on_row: Any = None,
+    max_score: float = DEFAULT_MAX_SCORE,
 ) -> ExportSummary:
     """Write the chosen examples as JSONL lines to ``out`` (and a holdout share to ``holdout_out``).
 
     ``out`` and ``holdout_out`` are binary files opened by the caller (so a bad path fails
     before any work); ``on_row`` is called once per candidate row (a progress bar).
+    ``max_score``: a judge score at or below it is a hard case (``low-score`` selects only those).
     """
     summary = ExportSummary()
     seen: set[str] = set()
     async for candidate in candidates(engine, window):
         if on_row is not None:
             on_row()
-        chosen = choose(candidate, selection)
+        chosen = choose(candidate, selection, max_score)
         if chosen is None:
             continue
         example = training_example(candidate.request_body, candidate.response_body)
@@ -181,6 +203,12 @@ async def export_training_data(
             summary.duplicates += 1
             continue
         seen.add(key)
+        if candidate.judge_score is not None:
+            example["metadata"] = {
+                "judge_score": candidate.judge_score,
+                "judge_score_normalized": candidate.judge_score_normalized,
+                "judge_rubric": candidate.judge_rubric,
+            }
         line = orjson.dumps(example) + b"\n"
         if holdout_out is not None and in_holdout(key, holdout_share):
             holdout_out.write(line)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from datetime import datetime
 from typing import Any
 
@@ -18,10 +19,19 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:,.2f}"
+        return _number(value)
     if isinstance(value, datetime):
         return value.isoformat(timespec="minutes")
     return str(value)
+
+
+def _number(value: float) -> str:
+    """Two decimals; a non-zero value under 0.01 keeps three significant digits (``0.00752``,
+    not ``0.01`` or ``0.00``)."""
+    if value == 0 or abs(value) >= 0.01 or not math.isfinite(value):
+        return f"{value:,.2f}"
+    decimals = min(12, 2 - math.floor(math.log10(abs(value))))
+    return f"{value:.{decimals}f}".rstrip("0")
 
 
 def as_text(report: ReportTable, console: Console) -> None:

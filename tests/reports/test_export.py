@@ -96,3 +96,70 @@ def test_unwritable_output_fails_before_any_work(logged: str, tmp_path: Path) ->
     result = export(logged, tmp_path / "missing-dir" / "x.jsonl")
     assert result.exit_code == 1
     assert "cannot write" in result.output
+
+
+def judge_rows(url: str, scores: dict[int, float | None]) -> None:
+    """Judgements as the judge job leaves them: scored on the built-in 1-5 rubric, or an error."""
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from sidecar.store.engine import create_engine
+    from sidecar.store.scoring_models import judgements_table
+
+    rows = [
+        {"request_id": f"{n:032x}", "request_started_at": NOW - timedelta(minutes=5 + n),
+         "model": "support", "adapter": "support", "sample_reason": "random",
+         "status": "scored" if score is not None else "error", "claimed_by": "r1",
+         "claimed_at": NOW, "judged_at": NOW, "rubric": "default", "rubric_version": "v1",
+         "judge_model": "judge", "score": score,
+         "score_normalized": None if score is None else (score - 1) / 4,
+         "scores": None, "attempts": 1}
+        for n, score in scores.items()
+    ]  # fmt: skip
+
+    async def insert() -> None:
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(sa.insert(judgements_table), rows)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(insert())
+
+
+def test_low_score_selects_judged_rows_at_or_below_max_score_with_the_score_in_metadata(
+    logged: str, tmp_path: Path
+) -> None:
+    # 4 (thanks!) judged 2.0, 5 (escalate me) 3.5, 3 (refund) 3.0; 1 was an error: no score
+    judge_rows(logged, {4: 2.0, 5: 3.5, 3: 3.0, 1: None})
+    out = tmp_path / "low.jsonl"
+    result = export(logged, out, "--select", "low-score")
+    assert result.exit_code == 0, result.output
+    examples = lines(out)
+    assert [e["messages"][0]["content"] for e in examples] == ["thanks!",
+                                                               "refund please, mail [EMAIL]"]  # fmt: skip
+    assert examples[0]["metadata"] == {
+        "judge_score": 2.0, "judge_score_normalized": 0.25, "judge_rubric": "default"
+    }  # fmt: skip
+    assert "by reason: judge_low_score 2" in result.output
+    none = export(logged, tmp_path / "none.jsonl", "--select", "low-score", "--max-score", "1")
+    assert "no judge score at or below 1 in this window" in none.output
+    strict = tmp_path / "strict.jsonl"
+    assert export(logged, strict, "--select", "low-score", "--max-score", "2").exit_code == 0
+    assert [e["messages"][0]["content"] for e in lines(strict)] == ["thanks!"]
+
+
+def test_judge_scores_join_the_hard_and_good_rules(logged: str, tmp_path: Path) -> None:
+    judge_rows(logged, {4: 2.0, 5: 4.5})
+    good = tmp_path / "good.jsonl"
+    assert export(logged, good, "--select", "good").exit_code == 0
+    assert lines(good) == []  # thanks! was liked, but the judge scored it 2: no longer good
+    hard = tmp_path / "hard.jsonl"
+    result = export(logged, hard, "--select", "hard")
+    examples = {e["messages"][0]["content"]: e for e in lines(hard)}
+    assert "thanks!" in examples
+    assert "judge_low_score 1" in result.output
+    assert examples["escalate me"]["metadata"]["judge_score"] == 4.5  # hard for escalation
+    assert "metadata" not in examples["triage: printer on fire"]  # never judged

@@ -129,7 +129,7 @@ async def test_cost_report_on_measured_traffic(loaded: AsyncEngine) -> None:
     table = await run_report(loaded, "cost", window, timeout_s=10)
     rows = {row["option"]: row for row in table.records()}
     # 5 completion tokens x $2000 / 1M = $0.01 per call: the seed's worked example -> 20,000/month.
-    assert rows["per-call"]["cost_per_query_usd"] == 0.01
+    assert rows["per-call"]["cost_per_1k_queries_usd"] == 10.0
     assert rows["per-call"]["break_even_queries_per_month"] == 20_000
     assert rows["self-hosted (GPU)"]["monthly_usd"] == 200.0
     assert {"gpt-4o", "gpt-4o-mini", "ft:gpt-4o-mini"} <= set(rows)
@@ -137,6 +137,29 @@ async def test_cost_report_on_measured_traffic(loaded: AsyncEngine) -> None:
         "per-call is cheaper" in note or "Self-hosting is cheaper than per-call" in note
         for note in table.notes
     )
+
+
+async def test_cost_table_prints_cheap_models_per_1000_queries_and_a_short_window_in_hours(
+    loaded: AsyncEngine,
+) -> None:
+    from rich.console import Console
+
+    from sidecar.reports.cost import window_length
+    from sidecar.reports.render import as_text
+    from sidecar.settings import CostSettings
+
+    window = ReportWindow(since=NOW - timedelta(hours=3), until=NOW, cost=CostSettings())
+    table = await run_report(loaded, "cost", window, timeout_s=10)
+    rows = {row["option"]: row for row in table.records()}
+    # 10 prompt x $0.15 + 5 completion x $0.60 per 1M tokens = $0.0000045 a query
+    assert rows["gpt-4o-mini"]["cost_per_1k_queries_usd"] == 0.0045
+    assert "generations over 1.0 hours:" in table.notes[0]  # first row to now, at least 1 h
+    console = Console(width=200, record=True)
+    as_text(table, console)
+    mini = next(line for line in console.export_text().splitlines() if "gpt-4o-mini " in line)
+    assert "0.0045" in mini
+    assert window_length(2.5) == "2.5 days"
+    assert window_length(0.25) == "6.0 hours"
 
 
 async def test_sql_views_answer_like_the_reports(loaded: AsyncEngine) -> None:
