@@ -1,7 +1,9 @@
 """The alert lifecycle as a pure function: (readings, previous states, now) -> states, transitions.
 
 inactive -> pending (condition true) -> firing (true for ``for_s``) -> resolved (false again),
-like Prometheus. A reading with fewer samples than the rule's minimum changes nothing: a quiet
+like Prometheus; with ``keep_firing_for_s`` a firing alert resolves only once the condition has
+been false that long (Prometheus's ``keep_firing_for``), so a reading wobbling around the
+threshold does not page, resolve and page again. A reading with fewer samples than the rule's minimum changes nothing: a quiet
 hour neither pages anyone nor resolves a real incident. A still-firing alert is re-sent every
 ``repeat_interval_s``. Silenced alerts change state but send nothing. An alert whose rule is no
 longer configured is resolved (threshold None: there is no rule to compare with).
@@ -41,6 +43,7 @@ class RuleSpec:
     min_samples: int = 1
     repeat_interval_s: float = 4 * 3600.0
     severity: str = "warning"
+    keep_firing_for_s: float = 0.0  # a firing alert resolves once clear for this long
 
     def breached(self, value: float) -> bool:
         return value > self.threshold if self.comparison == "above" else value < self.threshold
@@ -63,6 +66,7 @@ class AlertState:
     fired_at: datetime | None = None
     last_sent_at: datetime | None = None
     value: float | None = None
+    clear_since: datetime | None = None  # firing, condition false since (keep_firing_for_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +145,9 @@ def _step(
 ) -> tuple[AlertState, Event | None]:
     if not breached:
         if state.status == "firing":
+            clear_since = state.clear_since or now
+            if (now - clear_since).total_seconds() < rule.keep_firing_for_s:
+                return dataclasses.replace(state, value=value, clear_since=clear_since), None
             return AlertState(state.rule, state.scope, value=value), "resolved"
         if state.status == "pending":
             return AlertState(state.rule, state.scope, value=value), "cleared"
@@ -156,6 +163,7 @@ def _step(
             return dataclasses.replace(state, status="firing", fired_at=now, value=value), "firing"
         return dataclasses.replace(state, value=value), None
     last = state.last_sent_at or state.fired_at or now
+    state = dataclasses.replace(state, value=value, clear_since=None)
     if (now - last).total_seconds() >= rule.repeat_interval_s:
-        return dataclasses.replace(state, value=value), "repeat"
-    return dataclasses.replace(state, value=value), None
+        return state, "repeat"
+    return state, None

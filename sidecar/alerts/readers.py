@@ -309,9 +309,13 @@ def rule_definitions(configured: Sequence[AlertRuleSettings]) -> list[RuleDefini
         window_s = entry.window_s if entry.window_s is not None else base.window_s
         if window_s <= 0:
             raise ConfigError(f"{where}.window_s: must be greater than 0")
+        for name in ("for_s", "keep_firing_for_s", "repeat_interval_s"):
+            if (seconds := getattr(entry, name)) is not None and seconds < 0:
+                raise ConfigError(f"{where}.{name}: must be 0 or more seconds, got {seconds}")
         spec = dataclasses.replace(base.spec, **{
             field: getattr(entry, field)
-            for field in ("threshold", "comparison", "for_s", "min_samples", "repeat_interval_s", "severity")
+            for field in ("threshold", "comparison", "for_s", "min_samples", "repeat_interval_s",
+                          "keep_firing_for_s", "severity")
             if getattr(entry, field) is not None
         })  # fmt: skip
         rules[entry.name] = RuleDefinition(spec, kind, window_s, group_by, options)

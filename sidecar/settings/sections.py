@@ -140,6 +140,7 @@ class AlertRuleSettings(_Section, frozen=True):
     for_s: float | None = None
     min_samples: int | None = None
     repeat_interval_s: float | None = None
+    keep_firing_for_s: float | None = None
     severity: str | None = None
     group_by: list[str] | None = None
     quantile: float | None = None

@@ -50,7 +50,7 @@ async def load_states(connection: AsyncConnection) -> dict[tuple[str, Scope], Al
         scope = make_scope(dict(row["scope"]).items())
         states[(row["rule"], scope)] = AlertState(
             row["rule"], scope, row["status"], row["active_since"], row["fired_at"],
-            row["last_sent_at"], row["value"],
+            row["last_sent_at"], row["value"], row["clear_since"],
         )  # fmt: skip
     return states
 
@@ -70,7 +70,7 @@ async def save_round(
         values = {
             "scope": dict(state.scope), "status": state.status, "active_since": state.active_since,
             "fired_at": state.fired_at, "last_sent_at": state.last_sent_at, "value": state.value,
-            "updated_at": now,
+            "clear_since": state.clear_since, "updated_at": now,
         }  # fmt: skip
         where = (alert_state_table.c.rule == state.rule) & (
             alert_state_table.c.scope_key == scope_key(state.scope)

@@ -262,6 +262,9 @@ class AlertStateRow(Base):
         UtcDateTime, comment="Last notification sent."
     )
     value: Mapped[float | None] = mapped_column(sa.Float, comment="Last value read.")
+    clear_since: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, comment="Firing, condition false since (NULL: breached at the last reading)."
+    )
     updated_at: Mapped[datetime] = mapped_column(
         UtcDateTime, comment="Last evaluation that changed the row."
     )

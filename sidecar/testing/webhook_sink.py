@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ class WebhookSink:
     """ASGI app. ``script[path]`` is a queue of (status, body, headers); empty means 200 ``ok``."""
 
     received: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    arrived: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # monotonic
     script: dict[str, deque[tuple[int, str, dict[str, str]]]] = field(
         default_factory=lambda: defaultdict(deque)
     )
@@ -26,6 +28,7 @@ class WebhookSink:
         body = await read_body(receive)
         path = scope["path"]
         self.received[path].append(orjson.loads(body) if body else None)
+        self.arrived[path].append(time.monotonic())
         status, text, headers = (
             self.script[path].popleft() if self.script[path] else (200, "ok", {})
         )

@@ -46,6 +46,35 @@ def test_a_blip_shorter_than_for_never_notifies() -> None:
     assert events(out) == [("cleared", False)]
 
 
+def test_keep_firing_for_resolves_only_after_the_condition_stayed_clear() -> None:
+    rule = RuleSpec("latency_p95", threshold=500.0, min_samples=20, keep_firing_for_s=120)
+    rules = {rule.name: rule}
+
+    def at(states, value, minutes):  # type: ignore[no-untyped-def]
+        reading = Reading("latency_p95", SUPPORT, value, 100)
+        return evaluate(rules, [reading], states, T0 + timedelta(minutes=minutes))
+
+    states, out = at({}, 900.0, 0)
+    assert events(out) == [("firing", True)]
+    states, out = at(states, 400.0, 1)  # clear for 0 s: still firing, nothing sent
+    assert out == []
+    assert states[("latency_p95", SUPPORT)].status == "firing"
+    states, out = at(states, 600.0, 2)  # breached again: the clock restarts, no second FIRING
+    assert out == []
+    assert states[("latency_p95", SUPPORT)].clear_since is None
+    states, out = at(states, 400.0, 3)
+    states, out = at(states, 400.0, 4)  # clear for 60 s < 120 s
+    assert out == []
+    states, out = at(states, 400.0, 5)  # clear for 120 s
+    assert events(out) == [("resolved", True)]
+    resolved = states[("latency_p95", SUPPORT)]
+    assert (resolved.status, resolved.clear_since, resolved.active_since) == (
+        "inactive",
+        None,
+        None,
+    )
+
+
 def test_too_few_samples_change_nothing_in_either_direction() -> None:
     states, out = step({}, 900.0, 0, samples=5)
     assert out == []

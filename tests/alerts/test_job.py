@@ -101,6 +101,31 @@ async def test_restart_mid_firing_sends_nothing_twice(
     assert (await count(engine, "SELECT count(*) FROM alert_outbox"))[0][0] == 3
 
 
+async def test_keep_firing_for_survives_a_restart_and_resolves_once(
+    engine: AsyncEngine, sink: tuple[WebhookSink, RunningServer]
+) -> None:
+    """Each round is a fresh load from ``alert_state`` (as after a restart): the time the
+    condition turned false must come back from the table, or the rule never resolves."""
+    _, server = sink
+    rule = dataclasses.replace(P95, spec=dataclasses.replace(P95.spec, keep_firing_for_s=120))
+    await insert_requests(engine, [at(row(i, latency=900.0), 60) for i in range(1, 21)])
+    channels = notifiers(server)
+    assert [t.event for t in await evaluate_round(engine, [rule], channels, NOW) or []] == [
+        "firing"
+    ]
+    later = NOW + timedelta(minutes=10)
+    await insert_requests(engine, [dataclasses.replace(at(row(100 + i, latency=50.0), 60),
+                                                       started_at=later - timedelta(seconds=30)) for i in range(20)])  # fmt: skip
+    for seconds in (0, 60, 119):  # clear, but not for 120 s yet
+        assert (
+            await evaluate_round(engine, [rule], channels, later + timedelta(seconds=seconds)) == []
+        )  # type: ignore[arg-type]
+    resolved = await evaluate_round(engine, [rule], channels, later + timedelta(seconds=120))  # type: ignore[arg-type]
+    assert [t.event for t in resolved or []] == ["resolved"]
+    events = await count(engine, "SELECT event FROM alert_events ORDER BY id")
+    assert events == [("firing",), ("resolved",)]
+
+
 async def test_two_evaluators_at_once_queue_one_notification(
     engine: AsyncEngine, sink: tuple[WebhookSink, RunningServer]
 ) -> None:

@@ -55,6 +55,10 @@ def test_built_ins_can_be_overridden_disabled_and_extended() -> None:
             AlertRuleSettings(name="error_rate", group_by=["model", "model"]),
             "alerts.rules[error_rate].group_by: each label at most once",
         ),
+        (
+            AlertRuleSettings(name="error_rate", keep_firing_for_s=-1),
+            "alerts.rules[error_rate].keep_firing_for_s: must be 0 or more seconds",
+        ),
     ],
 )
 def test_bad_rules_name_the_rule_and_the_field(entry: AlertRuleSettings, message: str) -> None:

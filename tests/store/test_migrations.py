@@ -50,7 +50,7 @@ def inspect(url: str) -> tuple[set[str], dict[str, list[str]]]:
 
 def test_the_migrations_live_at_the_repository_root() -> None:
     assert (MIGRATIONS_DIR / "env.py").is_file()
-    assert head() == "0011"
+    assert head() == "0012"
 
 
 def test_upgrade_downgrade_upgrade_round_trips(database_url: str) -> None:
