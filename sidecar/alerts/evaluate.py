@@ -55,6 +55,7 @@ class Reading:
     scope: Scope
     value: float | None  # None: no value could be computed (nothing to measure)
     samples: int
+    detail: str = ""  # what a human should look at, e.g. the drifted features and moved prompts
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ class Transition:
     severity: str
     notify: bool  # send a notification (firing, repeat, resolved; never when silenced)
     started_at: datetime | None
+    detail: str = ""  # the reading's detail, shown under the summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,8 @@ def evaluate(
                 new_state = dataclasses.replace(new_state, last_sent_at=now)
             transitions.append(Transition(rule.name, scope, event, now, reading.value,
                                           rule.threshold, rule.severity, notify,
-                                          state.active_since or new_state.active_since))  # fmt: skip
+                                          state.active_since or new_state.active_since,
+                                          reading.detail))  # fmt: skip
         next_states[key] = new_state
     transitions += _retire(rules, next_states, now)
     return next_states, transitions

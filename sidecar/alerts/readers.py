@@ -229,18 +229,49 @@ async def drift_reader(
     since = now - timedelta(seconds=definition.window_s)
     named = definition.options.get("features")
     verdicts: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    drifted: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in await latest_checks(connection, since, now):
         key = (row["model"] or "", row["adapter"] or "")
         verdicts.setdefault(key, [])
         if row["drifted"] is not None and (named is None or row["feature"] in named):
             verdicts[key].append(bool(row["drifted"]))
+            if row["drifted"]:
+                drifted[key].append(row)
     readings = []
     for (model, adapter), found in verdicts.items():
         labels = {"model": model, "adapter": adapter, "schema": ""}
         scope = make_scope((name, labels[name]) for name in definition.group_by)
         value = 100.0 * sum(found) / len(found) if found else None
-        readings.append(Reading(definition.spec.name, scope, value, len(found)))
+        detail = drift_detail(drifted[(model, adapter)])
+        readings.append(Reading(definition.spec.name, scope, value, len(found), detail))
     return sorted(readings, key=lambda found: found.scope)
+
+
+MOVED_SHOWN, MOVED_CHARS = 3, 120
+
+
+def drift_detail(drifted: list[dict[str, Any]]) -> str:
+    """The drifted features with their statistic, and for an embedding feature the texts of the
+    current window that moved most, so the notification says what changed:
+    ``drifted: prompt_embedding (mmd 0.005); prompts that moved: "..."; "..."``."""
+    if not drifted:
+        return ""
+    parts = ["drifted: " + ", ".join(
+        f"{row['feature']} ({row['statistic']} {row['value']:.3g})" if row["value"] is not None
+        else row["feature"] for row in drifted)]  # fmt: skip
+    for row in drifted:
+        movers = row["top_movers"] if row["kind"] == "embedding" else None
+        if not isinstance(movers, list) or not movers:
+            continue
+        what = "prompts" if row["feature"].startswith("prompt") else "outputs"
+        texts = [_clip(str(mover[0])) for mover in movers[:MOVED_SHOWN]]
+        parts.append(f"{what} that moved: " + "; ".join(f'"{text}"' for text in texts))
+    return "; ".join(parts)
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MOVED_CHARS else text[: MOVED_CHARS - 1] + "…"
 
 
 # The monitoring table's defaults (seed): P95 > 500 ms, compliance < 95%, satisfaction below

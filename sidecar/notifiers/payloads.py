@@ -73,8 +73,9 @@ def _scope(notice: AlertNotice) -> str:
 def log_line(notice: AlertNotice) -> str:
     """One log line for the alert: plain text, nothing in it can start another line."""
     transition = notice.transition
+    detail = f" | {transition.detail}" if transition.detail else ""
     return neutral(f"[{_state(notice)}] {transition.rule} - {_scope(notice)} "
-                   f"(severity: {transition.severity}): {notice.summary}")  # fmt: skip
+                   f"(severity: {transition.severity}): {notice.summary}{detail}")  # fmt: skip
 
 
 def fingerprint(labels: dict[str, str]) -> str:
@@ -107,6 +108,9 @@ def slack_message(notice: AlertNotice) -> dict[str, Any]:
                                     "text": _cut(f"{emoji} {state}: {neutral(transition.rule)}", HEADER_MAX)}},
         {"type": "section", "text": {"type": "mrkdwn", "verbatim": True,
                                      "text": _cut(mrkdwn(notice.summary), SECTION_MAX)}},
+        *([{"type": "section", "text": {"type": "mrkdwn", "verbatim": True,
+                                        "text": _cut(mrkdwn(transition.detail), SECTION_MAX)}}]
+          if transition.detail else []),
         {"type": "section", "fields": [
             {"type": "mrkdwn", "verbatim": True, "text": _cut(f"*{name}:*\n{content}", FIELD_MAX)}
             for name, content in fields[:FIELDS_MAX]
@@ -135,6 +139,8 @@ def alertmanager_body(notices: list[AlertNotice], receiver: str = "vllm-sidecar"
         labels = labels_of(notice)
         resolved = notice.transition.event == "resolved"
         annotations = {"summary": neutral(notice.summary)}
+        if notice.transition.detail:
+            annotations["description"] = neutral(notice.transition.detail)
         if notice.runbook_url:
             annotations["runbook_url"] = notice.runbook_url
         alerts.append({

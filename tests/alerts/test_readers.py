@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.alerts.evaluate import RuleSpec, evaluate
-from sidecar.alerts.readers import DEFAULT_RULES, READERS, RuleDefinition
+from sidecar.alerts.readers import (
+    DEFAULT_RULES,
+    MOVED_CHARS,
+    READERS,
+    RuleDefinition,
+    drift_detail,
+)
 from sidecar.records import Feedback
 from sidecar.store.feedback import upsert_feedback
 from sidecar.store.writes import insert_requests
@@ -98,3 +104,25 @@ async def test_checks_that_did_not_finish_are_left_out_of_the_compliance_rate(
     assert await read(engine, compliance) == {
         (("model", "support"), ("schema", "support_triage")): (100.0, 10)
     }
+
+
+def test_the_drift_detail_names_features_and_quotes_moved_texts_briefly() -> None:
+    long_prompt = "where is my   flight " + "x" * 300
+    drifted = [
+        {"feature": "user_words", "statistic": "chi2", "value": 0.0012, "kind": "text",
+         "top_movers": [["flight", 0.0, 0.1]]},
+        {"feature": "prompt_embedding", "statistic": "mmd", "value": 0.005, "kind": "embedding",
+         "top_movers": [[long_prompt, 0.3, 0.5], ["book a hotel", 0.2, 0.4]]},
+        {"feature": "output_embedding", "statistic": "mmd", "value": None, "kind": "embedding",
+         "top_movers": None},
+    ]  # fmt: skip
+    detail = drift_detail(drifted)
+    assert detail.startswith(
+        "drifted: user_words (chi2 0.0012), prompt_embedding (mmd 0.005), output_embedding; "
+    )
+    quoted = detail.split("prompts that moved: ")[1]
+    assert quoted.startswith('"where is my flight xxx')  # whitespace folded
+    assert len(quoted.split('"; "')[0]) <= MOVED_CHARS + 1
+    assert quoted.endswith('…"; "book a hotel"')
+    assert "outputs that moved" not in detail
+    assert drift_detail([]) == ""

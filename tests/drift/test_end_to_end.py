@@ -23,7 +23,7 @@ from sidecar.testing.topics import (
     question,
 )
 from tests.helpers import sidecar_settings, wait_for, wait_for_rows
-from tests.scenarios.operator import scrape
+from tests.scenarios.operator import SLACK_PATH, WEBHOOK_PATH, scrape, start_sinks
 
 
 def ask(client: openai.OpenAI, rng: random.Random, n: int, system: str, words: list[str],
@@ -90,9 +90,10 @@ def test_a_topic_change_the_words_miss_fires_the_alert_on_the_prompt_embedding(
     upstream: RunningServer, database_url: str, tmp_path: Path
 ) -> None:
     rule = {"name": "drift", "features": ["prompt_embedding"], "threshold": 0, "min_samples": 1}
+    sinks = start_sinks()
     settings = sidecar_settings(
         upstream.url, database_url, tmp_path / "spool",
-        alerts={"interval_s": 0.2, "rules": [rule]},
+        alerts={"interval_s": 0.2, "rules": [rule], **sinks.alert_settings},
         drift={"interval_s": 3600, "embeddings": {"enabled": True}},
     )  # fmt: skip
     sidecar = start_sidecar(settings)
@@ -122,8 +123,21 @@ def test_a_topic_change_the_words_miss_fires_the_alert_on_the_prompt_embedding(
         listed = wait_for(lambda: (out := runner.invoke(main, ["alerts", "list", *database]).output)
                           and "firing   drift" in out and out, what="the drift alert")  # fmt: skip
         assert "model=tiny" in listed
+        # What reached Slack and the webhook names the feature and quotes prompts that moved.
+        wait_for(lambda: sinks.slack() and sinks.webhook(), what="the drift notifications")
+        ((state, _),) = sinks.slack()
+        message = sinks.app.received[SLACK_PATH][0]
+        shown = " ".join(block["text"]["text"] for block in message["blocks"]
+                         if block["type"] == "section" and "text" in block)  # fmt: skip
+        assert state == "FIRING"
+        assert "drifted: prompt_embedding (mmd " in shown, shown
+        assert any(f" {word} " in shown.split("prompts that moved:")[1] for word in TRAVEL_WIDE)
+        described = sinks.app.received[WEBHOOK_PATH][0]["alerts"][0]["annotations"]["description"]
+        assert described.startswith("drifted: prompt_embedding"), described
     finally:
         sidecar.stop()
+        assert sinks.server is not None
+        sinks.server.stop()
     report = runner.invoke(
         main, ["report", "drift", "--since", "1h", "--format", "json", *database]
     )

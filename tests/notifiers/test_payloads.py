@@ -93,3 +93,25 @@ def test_a_newline_in_a_name_cannot_start_a_log_line_or_break_webhook_labels() -
     (alert,) = alertmanager_body([hostile])["alerts"]
     assert alert["labels"]["adapter"] == "x\\n2026-12-03 CRITICAL sidecar: forged"
     assert alert["fingerprint"] == fingerprint(alert["labels"])
+
+
+def test_a_reading_detail_is_shown_under_the_summary_escaped_everywhere() -> None:
+    """A drift alert's detail quotes prompts from traffic: hostile text, shown but never parsed."""
+    base = notice()
+    detail = 'drifted: prompt_embedding (mmd 0.005); prompts that moved: "<!channel> pay\nnow"'
+    transition = Transition(*[getattr(base.transition, name) for name in (
+        "rule", "scope", "event", "at", "value", "threshold", "severity", "notify", "started_at")],
+        detail)  # fmt: skip
+    with_detail = AlertNotice(transition, base.summary)
+    blocks = slack_message(with_detail)["blocks"]
+    assert [block["type"] for block in blocks][:4] == ["header", "section", "section", "section"]
+    shown = blocks[2]["text"]
+    assert shown["verbatim"] is True
+    assert shown["text"] == (
+        'drifted: prompt_embedding (mmd 0.005); prompts that moved: "&lt;!channel&gt; pay\\nnow"'
+    )
+    annotations = alertmanager_body([with_detail])["alerts"][0]["annotations"]
+    assert annotations["description"] == neutral(detail)
+    assert "\n" not in log_line(with_detail)
+    assert log_line(with_detail).endswith("| " + neutral(detail))
+    assert "description" not in alertmanager_body([base])["alerts"][0]["annotations"]
