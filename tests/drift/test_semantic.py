@@ -3,6 +3,7 @@ change that the word test misses, a style change in outputs, and the examples it
 
 from __future__ import annotations
 
+import functools
 import random
 
 import numpy as np
@@ -22,10 +23,20 @@ def unit(rows: np.ndarray) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def vectors(texts: list[str]) -> list[np.ndarray | None]:
-    model = load_embedder("static")
-    return [unpack(pack(vector)) if (vector := model.embed(text)) is not None else None
-            for text in texts]  # fmt: skip
+MODELS = ["static", "minilm"]
+
+
+@functools.cache
+def stored_vector(model: str, text: str) -> np.ndarray | None:
+    """The vector of ``text`` as the drift check reads it back (packed, unpacked); cached, as
+    the simulations draw the same carrier questions again and again."""
+    embedder = load_embedder(model)
+    vector = embedder.embed(text)
+    return None if vector is None else unpack(pack(vector, embedder.format), embedder.format)
+
+
+def vectors(texts: list[str], model: str = "static") -> list[np.ndarray | None]:
+    return [stored_vector(model, text) for text in texts]
 
 
 def test_same_distribution_windows_flag_at_the_nominal_rate() -> None:
@@ -45,13 +56,14 @@ def test_same_distribution_windows_flag_at_the_nominal_rate() -> None:
     )
 
 
-def test_same_topic_prompts_flag_at_the_nominal_rate() -> None:
+@pytest.mark.parametrize("model", MODELS)
+def test_same_topic_prompts_flag_at_the_nominal_rate(model: str) -> None:
     runs, false_alarms = 100, 0
     for seed in range(runs):
         rng = random.Random(seed)
         one = [carrier_question(rng, MONEY_WIDE) for _ in range(40)]
         two = [carrier_question(rng, MONEY_WIDE) for _ in range(40)]
-        found = embedding_drift("prompt_embedding", vectors(one), vectors(two), permutations=99,
+        found = embedding_drift("prompt_embedding", vectors(one, model), vectors(two, model), permutations=99,
                                 rng=np.random.default_rng(seed))  # fmt: skip
         false_alarms += bool(found.result.drifted)
     assert stats.binomtest(false_alarms, runs, 0.05, alternative="greater").pvalue > 0.01, (
@@ -76,12 +88,15 @@ def shifted_windows(seed: int, n: int) -> tuple[list[str], list[str]]:
     return reference, current
 
 
-def test_a_topic_change_in_the_same_phrases_is_detected_where_words_mostly_miss_it() -> None:
+@pytest.mark.parametrize("model", MODELS)
+def test_a_topic_change_in_the_same_phrases_is_detected_where_words_mostly_miss_it(
+    model: str,
+) -> None:
     seeds = range(10)
     embedding_hits = word_hits = 0
     for seed in seeds:
         reference, current = shifted_windows(seed, SHIFT_N)
-        found = embedding_drift("prompt_embedding", vectors(reference), vectors(current),
+        found = embedding_drift("prompt_embedding", vectors(reference, model), vectors(current, model),
                                 rng=np.random.default_rng(seed))  # fmt: skip
         embedding_hits += bool(found.result.drifted)
         words = text_drift("user_words", [read_text(text)[1] for text in reference],
@@ -103,7 +118,8 @@ def test_the_moved_examples_come_from_the_new_topic() -> None:
     assert len({current[moved.index] for moved in found.moved}) == len(found.moved)
 
 
-def test_a_style_change_in_outputs_is_detected() -> None:
+@pytest.mark.parametrize("model", MODELS)
+def test_a_style_change_in_outputs_is_detected(model: str) -> None:
     rng = random.Random(5)
     plain = ["the {} is ready and the details are in your account",
              "your {} has been updated as requested", "the {} was processed today"]  # fmt: skip
@@ -112,7 +128,9 @@ def test_a_style_change_in_outputs_is_detected() -> None:
               "hey friend! good vibes only, your {} is done and it looks fantastic!"]  # fmt: skip
     before = [rng.choice(plain).format(rng.choice(MONEY_WIDE)) for _ in range(SHIFT_N)]
     after = [rng.choice(chatty).format(rng.choice(MONEY_WIDE)) for _ in range(SHIFT_N)]
-    assert embedding_drift("output_embedding", vectors(before), vectors(after)).result.drifted
+    assert embedding_drift(
+        "output_embedding", vectors(before, model), vectors(after, model)
+    ).result.drifted
 
 
 def test_too_few_vectors_give_no_verdict_with_the_reason_given() -> None:

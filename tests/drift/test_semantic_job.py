@@ -33,10 +33,10 @@ SETTINGS = DriftSettings(window_s=86400, interval_s=3600,
                          embeddings=EmbeddingSettings(enabled=True))  # fmt: skip
 
 
-def traffic(seed: int, n: int, start: datetime, words: list[str], *, bodies: str = "full"
-            ) -> list[LoggedRequest]:  # fmt: skip
+def traffic(seed: int, n: int, start: datetime, words: list[str], *, bodies: str = "full",
+            model_name: str = "static") -> list[LoggedRequest]:  # fmt: skip
     rng = random.Random(seed)
-    model = load_embedder("static")
+    model = load_embedder(model_name)
     rows = []
     for index in range(n):
         text = carrier_question(rng, words)
@@ -122,3 +122,36 @@ async def test_with_embeddings_off_only_stored_vectors_are_checked(engine: Async
         features = {row[0] for row in await connection.execute(sa.select(
             drift_checks_table.c.feature).where(drift_checks_table.c.kind == "embedding"))}  # fmt: skip
     assert features == {"prompt_embedding", "output_embedding"}
+
+
+async def test_with_minilm_a_topic_change_is_named_from_its_own_vectors(
+    engine: AsyncEngine,
+) -> None:
+    minilm = DriftSettings(window_s=86400, interval_s=3600,
+                           embeddings=EmbeddingSettings(enabled=True, model="minilm"))  # fmt: skip
+    before = traffic(1, 60, NOW - 2 * DAY, MONEY_WIDE, model_name="minilm")
+    after = traffic(2, 60, NOW - DAY, TRAVEL_WIDE, model_name="minilm")
+    assert before[0].prompt_embedding is not None
+    assert len(before[0].prompt_embedding) == 385
+    await insert_requests(engine, before + after)
+    await run_drift(engine, minilm, SidecarMetrics(CollectorRegistry()), NOW)
+    prompt = (await checks(engine))["prompt_embedding"]
+    assert (prompt["drifted"], prompt["n_ref"], prompt["n_cur"]) == (True, 60, 60)
+    assert all(any(word in mover[0].split() for word in TRAVEL_WIDE)
+               for mover in prompt["top_movers"])  # fmt: skip
+
+
+async def test_after_switching_models_the_check_asks_for_a_new_baseline(
+    engine: AsyncEngine,
+) -> None:
+    """A static reference and a MiniLM current window are different spaces: no verdict, and
+    the reason says what to do, instead of a drift alert on every check."""
+    minilm = DriftSettings(window_s=86400, interval_s=3600,
+                           embeddings=EmbeddingSettings(enabled=True, model="minilm"))  # fmt: skip
+    before = traffic(1, 40, NOW - 2 * DAY, MONEY_WIDE, model_name="static")
+    after = traffic(2, 40, NOW - DAY, MONEY_WIDE, model_name="minilm")
+    await insert_requests(engine, before + after)
+    await run_drift(engine, minilm, SidecarMetrics(CollectorRegistry()), NOW)
+    prompt = (await checks(engine))["prompt_embedding"]
+    assert prompt["drifted"] is None
+    assert "pin a new drift baseline after switching models" in prompt["reason"]

@@ -86,13 +86,17 @@ def test_a_capture_never_holds_more_than_the_stored_size_plus_the_tail(
     assert capture.total_bytes == size
     kept = capture.body()
     assert len(kept) <= keep_bytes + TAIL_BYTES
+    # Compared as booleans: pytest's diff of two 200 KB byte strings takes hours to shrink.
     if capture.gap_at is None:
-        assert kept == body[:size]
+        whole = kept == body[:size]
+        assert whole, (len(kept), size)
     else:
         head = min(keep_bytes, SUMMARY_HEAD_BYTES)  # too long to store: only its start is kept
         assert capture.gap_at == head
-        assert kept[:head] == body[:head]
-        assert kept[head:] == body[size - TAIL_BYTES : size]
+        same_head = kept[:head] == body[:head]
+        assert same_head
+        same_tail = kept[head:] == body[size - TAIL_BYTES : size]  # the whole last TAIL_BYTES
+        assert same_tail, (len(kept) - head, TAIL_BYTES)
 
 
 def test_a_16_mb_json_response_keeps_its_tokens_finish_reason_and_real_size_in_the_row() -> None:
@@ -107,6 +111,19 @@ def test_a_16_mb_json_response_keeps_its_tokens_finish_reason_and_real_size_in_t
         f"<body of {len(body)} bytes not stored: over request_log.max_body_bytes>"
     )
     assert row.schema_verdict is None  # a cut output is not checked against a schema
+
+
+@pytest.mark.parametrize("over", [1, 20, 200])
+def test_a_json_response_just_over_the_stored_size_keeps_its_usage(over: int) -> None:
+    """The usage object ends the body: ``over`` bytes past ``max_body_bytes`` it straddles the
+    point where the capture stops storing, and must still be read whole."""
+    filler = MiB - len(big_completion(0)) + over
+    body = big_completion(filler)
+    assert len(body) == MiB + over
+    capture = captured(body, MiB, 65536)
+    row = row_for(capture, stream=False)
+    assert (row.prompt_tokens, row.completion_tokens, row.total_tokens) == (7, 4000, 4007)
+    assert row.finish_reason == "length"
 
 
 def test_a_long_stream_keeps_its_usage_finish_reason_and_time_to_first_token() -> None:
