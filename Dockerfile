@@ -7,7 +7,9 @@ COPY sidecar ./sidecar
 COPY migrations ./migrations
 COPY schemas ./schemas
 COPY deploy/sidecar.yaml /etc/sidecar/sidecar.yaml
-RUN pip install -c constraints.txt -e . \
+# Optional extras, e.g. --build-arg EXTRAS=embeddings (semantic drift) or embeddings-minilm.
+ARG EXTRAS=""
+RUN pip install -c constraints.txt -e ".${EXTRAS:+[$EXTRAS]}" \
     && useradd --system --home /var/lib/sidecar sidecar \
     && mkdir -p /var/lib/sidecar/spool && chown -R sidecar /var/lib/sidecar
 USER sidecar
