@@ -42,10 +42,14 @@ def preflight(settings: Settings) -> Preflight:
     schemas = tuple(Compliance(settings.compliance).registry.names())
     if settings.compliance.enabled and not schemas:
         state = "has no *.json schema files" if schemas_dir.is_dir() else "does not exist"
+        where = ("relative paths in a configuration file are read against its directory"
+                 if Path(settings.compliance.schemas_dir).is_absolute()
+                 else "the default or an environment value, read against the current "
+                      "directory; a path written in the configuration file is read against "
+                      "the file's directory")  # fmt: skip
         warnings.append(
             f"compliance.schemas_dir: {schemas_dir} {state}; requests naming a schema "
-            "(X-Sidecar-Schema) will get schema_error (relative paths are read against the "
-            "configuration file's directory)"
+            f"(X-Sidecar-Schema) will get schema_error ({where})"
         )
     alert_rules = rule_definitions(settings.alerts.rules)
     notifiers = _check_notifiers(settings.alerts)
