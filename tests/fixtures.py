@@ -10,6 +10,7 @@ import pytest
 from sidecar.testing.fake_vllm import FakeVllm, FakeVllmConfig, create_fake_vllm
 from sidecar.testing.harness import RunningSidecar, start_sidecar
 from sidecar.testing.servers import RunningServer, start_server
+from sidecar.testing.webhook_sink import WebhookSink
 from tests.helpers import sidecar_settings
 
 
@@ -30,3 +31,12 @@ def sidecar(upstream: RunningServer, database_url: str, tmp_path: Path) -> Itera
     running = start_sidecar(sidecar_settings(upstream.url, database_url, tmp_path / "spool"))
     yield running
     running.stop()
+
+
+@pytest.fixture
+def sink() -> Iterator[tuple[WebhookSink, RunningServer]]:
+    """A webhook receiver (Slack- or Alertmanager-shaped by path) on port 0."""
+    app = WebhookSink()
+    server = start_server(app)
+    yield app, server
+    server.stop()

@@ -23,6 +23,7 @@ from sidecar.logqueue.rows import prepare_row, with_verdict
 from sidecar.proxy.catalog import ModelIdentity, identify_in
 from sidecar.records import Exchange, LoggedRequest, SchemaIssue, SchemaVerdict, Verdict
 from sidecar.validators.compliance import Compliance
+from sidecar.validators.selection import Exchanged
 
 # Why a row was logged without part of its build (sidecar_log_rows_degraded_total{reason}).
 CHECK_TIMEOUT = "check_timeout"  # its build ran past writer.record_deadline_s, twice
@@ -70,6 +71,19 @@ class _Identify:
         return identify_in(self.catalog, model)
 
 
+def _prepare(
+    record: bytes, identify: _Identify, options: BuildOptions, batch: BuiltBatch
+) -> tuple[LoggedRequest, Exchanged | None] | None:
+    """The record's row before its checks, or None (noted in ``batch.unreadable``)."""
+    try:
+        exchange = _decode_exchange(record)
+        return prepare_row(exchange, identify, body_policy=options.body_policy,
+                           max_body_bytes=options.max_body_bytes)  # fmt: skip
+    except Exception as exc:  # one bad record never stops the batch
+        batch.unreadable.append(f"{len(record)} bytes: {type(exc).__name__}: {exc}")
+        return None
+
+
 def build_batch(
     records: list[bytes],
     catalog: Mapping[str, str | None],
@@ -93,15 +107,10 @@ def build_batch(
             continue
         if on_record is not None:
             on_record(index)
-        try:
-            exchange = _decode_exchange(record)
-            row, target = prepare_row(
-                exchange, identify, body_policy=options.body_policy,
-                max_body_bytes=options.max_body_bytes,
-            )  # fmt: skip
-        except Exception as exc:
-            batch.unreadable.append(f"{len(record)} bytes: {type(exc).__name__}: {exc}")
+        prepared = _prepare(record, identify, options, batch)
+        if prepared is None:
             continue
+        row, target = prepared
         if target is not None and compliance is not None and compliance.applies(target):
             row = with_verdict(row, compliance.check(target))
             if row.schema_verdict == Verdict.CHECK_TIMEOUT:
@@ -128,15 +137,10 @@ def build_quarantined(
     the drift features, with the verdict ``check_timeout`` where a schema applied."""
     batch = BuiltBatch()
     identify = _Identify(catalog)
-    try:
-        exchange = _decode_exchange(record)
-        row, target = prepare_row(
-            exchange, identify, body_policy=options.body_policy,
-            max_body_bytes=options.max_body_bytes,
-        )  # fmt: skip
-    except Exception as exc:
-        batch.unreadable.append(f"{len(record)} bytes: {type(exc).__name__}: {exc}")
+    prepared = _prepare(record, identify, options, batch)
+    if prepared is None:
         return batch
+    row, target = prepared
     if target is not None and compliance is not None and compliance.enabled:
         if compliance.applies(target):
             why = (

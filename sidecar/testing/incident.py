@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from sidecar.alerts.readers import DEFAULT_RULES
 from sidecar.testing.topics import SUPPORT, TRAVEL
 
 ADAPTERS = ("support", "legal")
@@ -53,21 +54,14 @@ DRIFT_WINDOW_S, DRIFT_MIN_SAMPLES = 5.0, 10
 HOLD_ROUNDS = 10  # each state is held this many alert rounds: a repeat would show
 SWITCH_MARGIN_S = 1.0  # requests sent just before a switch stay out of the next drift window
 
+BUILT_IN_RULES = tuple(definition.spec.name for definition in DEFAULT_RULES)
 LATENCY_RULE, COMPLIANCE_RULE, DRIFT_RULE = (
     "adapter_latency_p95",
     "adapter_compliance",
     "topic_drift",
 )
-BUILT_INS = (
-    "latency_p95",
-    "compliance_rate",
-    "error_rate",
-    "satisfaction",
-    "quality_drop",
-    "drift",
-)
 RULES: list[dict[str, Any]] = [
-    *({"name": name, "enabled": False} for name in BUILT_INS),
+    *({"name": name, "enabled": False} for name in BUILT_IN_RULES),
     {"name": LATENCY_RULE, "kind": "latency", "threshold": LATENCY_THRESHOLD_MS,
      "comparison": "above", "window_s": ALERT_WINDOW_S, "for_s": 0,
      "min_samples": ALERT_MIN_SAMPLES, "group_by": ["adapter"]},

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -19,7 +18,7 @@ from sidecar.alerts.readers import DEFAULT_RULES
 from sidecar.notifiers.delivery import SlackNotifier, WebhookNotifier
 from sidecar.store.engine import create_engine
 from sidecar.store.writes import insert_requests, is_connectivity_error
-from sidecar.testing.servers import RunningServer, start_server
+from sidecar.testing.servers import RunningServer
 from sidecar.testing.tcp_relay import tcp_relay
 from sidecar.testing.webhook_sink import WebhookSink
 from tests.alerts.test_readers import NOW, at
@@ -28,14 +27,6 @@ from tests.reports.test_reports import row
 P95 = dataclasses.replace(
     DEFAULT_RULES[0], spec=dataclasses.replace(DEFAULT_RULES[0].spec, for_s=0, min_samples=10)
 )
-
-
-@pytest.fixture
-def sink() -> Iterator[tuple[WebhookSink, RunningServer]]:
-    app = WebhookSink()
-    server = start_server(app)
-    yield app, server
-    server.stop()
 
 
 def notifiers(server: RunningServer) -> dict[str, object]:

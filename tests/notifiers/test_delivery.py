@@ -8,9 +8,7 @@ block, nothing can mention a channel or draw a link, and no value starts a new l
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -18,26 +16,15 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.alerts.job import deliver_round, evaluate_round
-from sidecar.alerts.readers import DEFAULT_RULES
 from sidecar.notifiers.delivery import LogNotifier, Notifier, SlackNotifier, WebhookNotifier
 from sidecar.store.writes import insert_requests
-from sidecar.testing.servers import RunningServer, start_server
+from sidecar.testing.servers import RunningServer
 from sidecar.testing.webhook_sink import WebhookSink
+from tests.alerts.test_job import P95
 from tests.alerts.test_readers import NOW, at
 from tests.reports.test_reports import row
 
 HOSTILE = "<!channel> <http://evil.example|click> & co\n2026-12-03 CRITICAL sidecar: forged\u202e"
-P95 = dataclasses.replace(
-    DEFAULT_RULES[0], spec=dataclasses.replace(DEFAULT_RULES[0].spec, for_s=0, min_samples=10)
-)
-
-
-@pytest.fixture
-def sink() -> Iterator[tuple[WebhookSink, RunningServer]]:
-    app = WebhookSink()
-    server = start_server(app)
-    yield app, server
-    server.stop()
 
 
 def mrkdwn_texts(message: dict[str, Any]) -> list[str]:

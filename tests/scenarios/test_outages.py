@@ -27,6 +27,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from sidecar.alerts.readers import DEFAULT_RULES
 from sidecar.testing.fake_judge import FakeJudge
 from sidecar.testing.harness import running_sidecar
 from sidecar.testing.servers import RunningServer, start_server
@@ -40,14 +41,7 @@ pytestmark = [
     pytest.mark.parametrize("database_url", ["postgres"], indirect=True),
 ]
 SKIPPED_ROUNDS = 10
-BUILT_INS = (
-    "latency_p95",
-    "compliance_rate",
-    "error_rate",
-    "satisfaction",
-    "quality_drop",
-    "drift",
-)
+BUILT_IN_RULES = tuple(definition.spec.name for definition in DEFAULT_RULES)
 
 
 @pytest.fixture
@@ -98,7 +92,7 @@ def test_an_outage_during_a_breach_neither_resolves_nor_refires_the_alert(
     sinks = start_sinks()
     rule = {"name": "slow", "kind": "latency", "threshold": 150.0, "comparison": "above",
             "window_s": 4.0, "for_s": 0, "min_samples": 10, "repeat_interval_s": 3600}  # fmt: skip
-    rules = [*({"name": name, "enabled": False} for name in BUILT_INS), rule]
+    rules = [*({"name": name, "enabled": False} for name in BUILT_IN_RULES), rule]
     settings = sidecar_settings(
         upstream.url, through_relay, tmp_path / "spool",
         alerts={"interval_s": 0.1, "log": False, "rules": rules, **sinks.alert_settings},
