@@ -315,7 +315,12 @@ class RowBuilder:
 
 
 async def _readable(connection: Connection, timeout_s: float) -> None:
-    """Wait until ``connection`` has data (or EOF), at most ``timeout_s``."""
+    """Wait until ``connection`` has data (or EOF), at most ``timeout_s``.
+
+    uvloop's ``add_reader`` makes the descriptor non-blocking and leaves it so; the same
+    socket then carries the next job with a blocking ``send`` from a thread, which would fail
+    with EAGAIN as soon as a batch outgrows the socket buffer: the blocking mode is restored.
+    """
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
     fd = connection.fileno()
@@ -330,3 +335,4 @@ async def _readable(connection: Connection, timeout_s: float) -> None:
             await asyncio.wait_for(ready, timeout_s)
     finally:
         loop.remove_reader(fd)
+        os.set_blocking(fd, True)

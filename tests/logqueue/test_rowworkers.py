@@ -75,6 +75,32 @@ async def test_worker_and_in_process_rows_agree() -> None:
     assert len(pooled.unreadable) == 1
 
 
+def test_under_uvloop_large_batches_keep_going_to_the_same_worker() -> None:
+    """The sidecar serves on uvloop, whose add_reader leaves the job socket non-blocking: a
+    batch larger than the socket buffer then failed to send and every batch after the first
+    was built in-process by a replaced worker."""
+    import uvloop
+
+    big = [record("x" * 2000, index=index) for index in range(500)]  # ~1.4 MB a job
+    pooled = builder(1)
+
+    async def batches() -> list[int | None]:
+        pids = []
+        for _ in range(4):
+            built = await pooled(big, CATALOG)
+            assert len(built.rows) == len(big)
+            assert built.workers_replaced == []
+            pids.append(pooled.pids()[0])
+        return pids
+
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            pids = runner.run(batches())
+    finally:
+        pooled.close()
+    assert len(set(pids)) == 1, pids
+
+
 async def test_a_worker_killed_while_idle_is_replaced_and_counted() -> None:
     rows = builder(1)
     try:
