@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.testing.fake_vllm import FakeVllm, FakeVllmConfig, create_fake_vllm
+from sidecar.fake_vllm import FakeVllm, FakeVllmConfig, create_fake_vllm
 from sidecar.testing.harness import RunningSidecar, start_sidecar
 from sidecar.testing.servers import RunningServer, start_server
 from sidecar.testing.webhook_sink import WebhookSink

@@ -9,9 +9,9 @@ from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sidecar.app import Sidecar
-from sidecar.asgi import new_event_loop
-from sidecar.serve import BoundPorts, run_sidecar
+from sidecar.server.app import Sidecar
+from sidecar.server.asgi import new_event_loop
+from sidecar.server.serve import BoundPorts, run_sidecar
 from sidecar.settings import Settings
 
 T = TypeVar("T")

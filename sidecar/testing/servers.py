@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 
-from sidecar.asgi import bind_socket, new_event_loop, uvicorn_config
+from sidecar.server.asgi import bind_socket, new_event_loop, uvicorn_config
 
 __all__ = [
     "RunningServer",

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sidecar.testing.fake_vllm import FakeVllm
+from sidecar.fake_vllm import FakeVllm
 from sidecar.testing.harness import RunningSidecar, start_sidecar
 from sidecar.testing.servers import RunningServer
 from tests.helpers import sidecar_settings

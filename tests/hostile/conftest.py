@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 from psycopg import sql
 
-from sidecar.testing.fake_vllm import FakeVllmConfig, create_fake_vllm
+from sidecar.fake_vllm import FakeVllmConfig, create_fake_vllm
 from sidecar.testing.harness import RunningSidecar, start_sidecar
 from sidecar.testing.servers import RunningServer, start_server
 from tests.conftest import TEST_DATABASE_PREFIX

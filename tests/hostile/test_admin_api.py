@@ -1,6 +1,6 @@
 """The admin port under schemathesis and hypothesis: no 5xx, the token guards all but the probes.
 
-The admin app serves no OpenAPI document (``openapi_config=None`` in ``sidecar/admin.py``), so
+The admin app serves no OpenAPI document (``openapi_config=None`` in ``sidecar/server/admin.py``), so
 this module builds one from the same route handlers (a second ``create_admin_app``, rendered by
 litestar) and checks it covers every route the live admin app has. Schemathesis generates cases
 from it; they run against the live admin server on port 0, on SQLite and on Postgres. Report
@@ -23,10 +23,10 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from schemathesis.checks import not_a_server_error
 
-from sidecar.admin import Readiness, create_admin_app
 from sidecar.metrics import SidecarMetrics
 from sidecar.reports.base import REPORTS
 from sidecar.reports.catalog import load_reports
+from sidecar.server.admin import Readiness, create_admin_app
 from sidecar.testing.harness import RunningSidecar, running_sidecar
 from sidecar.testing.servers import RunningServer
 from tests.helpers import sidecar_settings, wait_for_rows
@@ -35,7 +35,7 @@ from tests.hostile.wire import exchange, request
 
 TOKEN = "admin-token-for-fuzzing"
 AUTHORISED = {"authorization": f"Bearer {TOKEN}"}
-PUBLIC_PATHS = {"/healthz", "/readyz"}  # the probes (sidecar/admin.py: all but the probes)
+PUBLIC_PATHS = {"/healthz", "/readyz"}  # the probes (sidecar/server/admin.py: all but the probes)
 
 
 def admin_openapi_document() -> dict[str, Any]:

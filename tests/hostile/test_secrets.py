@@ -12,8 +12,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from sidecar.fake_vllm import FakeVllm, FakeVllmConfig, create_fake_vllm
 from sidecar.settings import load_settings
-from sidecar.testing.fake_vllm import FakeVllm, FakeVllmConfig, create_fake_vllm
 from sidecar.testing.harness import running_sidecar
 from sidecar.testing.servers import RunningServer, start_server
 from tests.helpers import sidecar_settings, sync_url, wait_for_rows

@@ -10,7 +10,7 @@ import openai
 import orjson
 import pytest
 
-from sidecar.testing.fake_vllm import FakeVllm
+from sidecar.fake_vllm import FakeVllm
 from sidecar.testing.harness import RunningSidecar
 from sidecar.testing.servers import RunningServer
 from tests.helpers import fetch_rows, wait_for, wait_for_rows

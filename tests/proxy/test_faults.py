@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from sidecar.testing.fake_vllm import FakeVllm
+from sidecar.fake_vllm import FakeVllm
 from sidecar.testing.harness import RunningSidecar, running_sidecar
 from sidecar.testing.servers import RunningServer
 from tests.helpers import sidecar_settings, wait_for, wait_for_rows

@@ -27,8 +27,8 @@ import yaml
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from sidecar.fake_vllm import FakeVllmConfig, create_fake_vllm
 from sidecar.testing.fake_judge import FakeJudge
-from sidecar.testing.fake_vllm import FakeVllmConfig, create_fake_vllm
 from sidecar.testing.servers import RunningServer, start_server
 from sidecar.testing.webhook_sink import WebhookSink
 from tests.helpers import wait_for

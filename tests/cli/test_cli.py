@@ -16,7 +16,7 @@ from sidecar.cli import main
 from sidecar.testing.servers import start_server
 from sidecar.testing.webhook_sink import WebhookSink
 
-SHIPPED_SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+SHIPPED_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 def config(tmp_path: Path, **sections: object) -> Path:
@@ -33,7 +33,7 @@ def bad_schemas(tmp_path: Path) -> Path:
 
 
 def test_check_config_accepts_defaults_and_lists_schemas(tmp_path: Path) -> None:
-    schemas = Path(__file__).resolve().parents[1] / "schemas"
+    schemas = Path(__file__).resolve().parents[2] / "schemas"
     result = CliRunner().invoke(
         main,
         [

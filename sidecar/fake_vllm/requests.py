@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from sidecar.testing.fake_vllm.bodies import ApiError, Endpoint, missing_field, validation_error
-from sidecar.testing.fake_vllm.text import chat_prompt_tokens, count_tokens
+from sidecar.fake_vllm.bodies import ApiError, Endpoint, missing_field, validation_error
+from sidecar.fake_vllm.text import chat_prompt_tokens, count_tokens
 
 UNSUPPORTED_MEDIA_TYPE = ApiError(
     400,

@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from sidecar.cli_common import CONTEXT, config_option, database_option, load, require_schema
+from sidecar.cli.common import (
+    CONTEXT,
+    config_option,
+    database_option,
+    load,
+    open_engine,
+    require_schema,
+)
 
 _DURATION = re.compile(r"^(\d+)([mhd])$")
 
@@ -25,18 +32,13 @@ def alerts() -> None:
 def list_alerts(config_path: str | None, database_url: str | None) -> None:
     """Alerts pending or firing now, and the latest transitions."""
     from sidecar.store.alerts import load_states, recent_events
-    from sidecar.store.engine import create_engine
 
     settings = load(config_path, uses=("database",), database={"url": database_url})
     require_schema(settings)
 
     async def run() -> tuple[Any, Any]:
-        engine = create_engine(settings.database.url)
-        try:
-            async with engine.connect() as connection:
-                return await load_states(connection), await recent_events(connection)
-        finally:
-            await engine.dispose()
+        async with open_engine(settings) as engine, engine.connect() as connection:
+            return await load_states(connection), await recent_events(connection)
 
     states, events = asyncio.run(run())
     active = [state for state in states.values() if state.status != "inactive"]
@@ -71,7 +73,6 @@ def silence(rule: str, labels: tuple[str, ...], duration: str, comment: str | No
             config_path: str | None, database_url: str | None) -> None:  # fmt: skip
     """Silence RULE (optionally only some scopes): state keeps changing, nothing is sent."""
     from sidecar.store.alerts import add_silence
-    from sidecar.store.engine import create_engine
 
     match = _DURATION.match(duration)
     if match is None:
@@ -89,12 +90,8 @@ def silence(rule: str, labels: tuple[str, ...], duration: str, comment: str | No
     until = now + timedelta(**{unit: int(match.group(1))})
 
     async def run() -> None:
-        engine = create_engine(settings.database.url)
-        try:
-            async with engine.begin() as connection:
-                await add_silence(connection, rule, matchers, until, now, comment)
-        finally:
-            await engine.dispose()
+        async with open_engine(settings) as engine, engine.begin() as connection:
+            await add_silence(connection, rule, matchers, until, now, comment)
 
     asyncio.run(run())
     click.echo(f"silenced {rule} {matchers or '(every scope)'} until {until:%Y-%m-%d %H:%M} UTC")

@@ -2,7 +2,7 @@
 
 It answers like the captured server (``reference/vllm-api.md``): bodies, SSE framing, errors,
 ``/v1/models``, runtime LoRA, auth and ``/metrics``. Tests drive faults per request through
-``x-fake-*`` headers (see :mod:`sidecar.testing.fake_vllm.outputs`) or through ``.config``.
+``x-fake-*`` headers (see :mod:`sidecar.fake_vllm.outputs`) or through ``.config``.
 No framework: a route table, orjson and prebuilt constants, so it can be the upstream of a
 benchmark at thousands of requests per second.
 """
@@ -20,10 +20,9 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from sidecar.asgi import uvicorn_config
-from sidecar.testing.fake_vllm import admin
-from sidecar.testing.fake_vllm.admin import RouteRequest
-from sidecar.testing.fake_vllm.bodies import (
+from sidecar.fake_vllm import admin
+from sidecar.fake_vllm.admin import RouteRequest
+from sidecar.fake_vllm.bodies import (
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
     UNAUTHORIZED,
@@ -37,8 +36,8 @@ from sidecar.testing.fake_vllm.bodies import (
     status_error,
     stream_events,
 )
-from sidecar.testing.fake_vllm.config import FakeVllmConfig
-from sidecar.testing.fake_vllm.http import (
+from sidecar.fake_vllm.config import FakeVllmConfig
+from sidecar.fake_vllm.http import (
     EVENT_STREAM,
     VARY,
     Header,
@@ -53,11 +52,12 @@ from sidecar.testing.fake_vllm.http import (
     reply,
     wait_for_disconnect,
 )
-from sidecar.testing.fake_vllm.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from sidecar.testing.fake_vllm.metrics import FakeVllmMetrics
-from sidecar.testing.fake_vllm.outputs import Knobs, plan_choices, read_knobs
-from sidecar.testing.fake_vllm.requests import GenerationRequest, parse_generation_request
-from sidecar.testing.fake_vllm.text import fingerprint
+from sidecar.fake_vllm.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from sidecar.fake_vllm.metrics import FakeVllmMetrics
+from sidecar.fake_vllm.outputs import Knobs, plan_choices, read_knobs
+from sidecar.fake_vllm.requests import GenerationRequest, parse_generation_request
+from sidecar.fake_vllm.text import fingerprint
+from sidecar.server.asgi import uvicorn_config
 
 __all__ = ["FakeVllm", "FakeVllmConfig", "create_fake_vllm", "serve_fake_vllm"]
 

@@ -25,16 +25,16 @@ import openai
 import orjson
 import yaml
 
+from sidecar.fake_vllm import create_fake_vllm
 from sidecar.reports.base import ReportTable, ReportWindow, run_report
 from sidecar.reports.catalog import load_reports
 from sidecar.settings import Settings, load_settings
-from sidecar.testing.fake_vllm import create_fake_vllm
 from sidecar.testing.harness import RunningSidecar, start_sidecar
 from sidecar.testing.incident import Incident, IncidentTraffic, incident_sections, notices
 from sidecar.testing.servers import start_server
 from sidecar.testing.webhook_sink import WebhookSink
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 GOOD = {"category": "billing", "priority": 2, "sentiment": "negative",
         "summary": "Charged twice for the March invoice", "needs_human": True}  # fmt: skip
 OUTPUTS = [

@@ -14,11 +14,11 @@ from http import HTTPStatus
 
 import orjson
 
-from sidecar.testing.fake_vllm.bodies import ApiError, ChoiceOutput, ToolCallOutput
-from sidecar.testing.fake_vllm.config import FakeVllmConfig
-from sidecar.testing.fake_vllm.requests import GenerationRequest
-from sidecar.testing.fake_vllm.schema import sample_json
-from sidecar.testing.fake_vllm.text import cut_at_stop, gibberish, split_tokens
+from sidecar.fake_vllm.bodies import ApiError, ChoiceOutput, ToolCallOutput
+from sidecar.fake_vllm.config import FakeVllmConfig
+from sidecar.fake_vllm.requests import GenerationRequest
+from sidecar.fake_vllm.schema import sample_json
+from sidecar.fake_vllm.text import cut_at_stop, gibberish, split_tokens
 
 
 @dataclass(frozen=True, slots=True)

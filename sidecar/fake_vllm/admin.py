@@ -8,16 +8,16 @@ from typing import Any
 
 import orjson
 
-from sidecar.testing.fake_vllm.bodies import (
+from sidecar.fake_vllm.bodies import (
     ApiError,
     missing_field,
     model_list_body,
     validation_error,
 )
-from sidecar.testing.fake_vllm.config import FakeVllmConfig
-from sidecar.testing.fake_vllm.http import JSON, Reply
-from sidecar.testing.fake_vllm.requests import parse_json_object
-from sidecar.testing.fake_vllm.text import chat_template_tokens, detokenize, split_tokens, token_id
+from sidecar.fake_vllm.config import FakeVllmConfig
+from sidecar.fake_vllm.http import JSON, Reply
+from sidecar.fake_vllm.requests import parse_json_object
+from sidecar.fake_vllm.text import chat_template_tokens, detokenize, split_tokens, token_id
 
 EMPTY_OK = Reply(200, b"", None)
 

@@ -38,7 +38,7 @@ from sidecar.store.alerts import load_states, recent_events
 from sidecar.store.writes import is_connectivity_error
 from sidecar.tokens import bearer_matches
 
-logger = logging.getLogger("sidecar.admin")
+logger = logging.getLogger("sidecar.server.admin")
 T = TypeVar("T")
 RETRY_AFTER_S = 5
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from sidecar.app import Sidecar
-from sidecar.asgi import bind_socket, uvicorn_config
-from sidecar.http_head import ConnectionLimits, bounded_protocol
 from sidecar.metrics import SidecarMetrics
 from sidecar.proxy.exchange import StreamAborted
 from sidecar.proxy.upstream import redact_url
+from sidecar.server.app import Sidecar
+from sidecar.server.asgi import bind_socket, uvicorn_config
+from sidecar.server.http_head import ConnectionLimits, bounded_protocol
 from sidecar.settings import Settings
 
 logger = logging.getLogger("sidecar")

@@ -120,7 +120,7 @@ def test_a_cut_database_gets_503_with_a_reason_logged_once_then_200_when_back(
         with running_sidecar(settings) as sidecar, httpx.Client(timeout=30) as client:
             paths = ("/reports/traffic", "/alerts", "/reports/errors", "/alerts")
             assert [client.get(f"{sidecar.admin_url}{p}").status_code for p in paths] == [200] * 4
-            with caplog.at_level(logging.INFO, logger="sidecar.admin"):
+            with caplog.at_level(logging.INFO, logger="sidecar.server.admin"):
                 relay.cut()
                 during = [client.get(f"{sidecar.admin_url}{p}") for p in paths * 3]
                 relay.restore()
@@ -130,7 +130,7 @@ def test_a_cut_database_gets_503_with_a_reason_logged_once_then_200_when_back(
     assert body["reason"].startswith("database unreachable")
     assert during[0].headers["retry-after"] == "5"
     assert after == [200] * 4
-    logged = [r.getMessage() for r in caplog.records if r.name == "sidecar.admin"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "sidecar.server.admin"]
     assert len([line for line in logged if "store unavailable" in line]) == 1, logged
     assert len([line for line in logged if "answers again" in line]) == 1, logged
 
@@ -144,10 +144,13 @@ def test_an_unexpected_admin_error_is_logged_with_its_traceback(
     settings = sidecar_settings(
         upstream.url, database_url, tmp_path / "spool", database={"auto_migrate": False}
     )
-    with running_sidecar(settings) as sidecar, caplog.at_level(logging.ERROR, "sidecar.admin"):
+    with (
+        running_sidecar(settings) as sidecar,
+        caplog.at_level(logging.ERROR, "sidecar.server.admin"),
+    ):
         response = httpx.get(f"{sidecar.admin_url}/reports/traffic")
     assert response.status_code == 500
-    (record,) = [r for r in caplog.records if r.name == "sidecar.admin"]
+    (record,) = [r for r in caplog.records if r.name == "sidecar.server.admin"]
     assert record.getMessage() == "admin API: unexpected error"
     assert record.exc_info is not None
     assert "no such table" in str(record.exc_info[1])

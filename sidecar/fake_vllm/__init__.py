@@ -4,7 +4,7 @@
 events, errors, outputs and metrics, matching ``reference/vllm-api.md``.
 """
 
-from sidecar.testing.fake_vllm.app import FakeVllm, create_fake_vllm, serve_fake_vllm
-from sidecar.testing.fake_vllm.config import FakeVllmConfig
+from sidecar.fake_vllm.app import FakeVllm, create_fake_vllm, serve_fake_vllm
+from sidecar.fake_vllm.config import FakeVllmConfig
 
 __all__ = ["FakeVllm", "FakeVllmConfig", "create_fake_vllm", "serve_fake_vllm"]

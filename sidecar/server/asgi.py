@@ -40,7 +40,7 @@ def uvicorn_config(app: Any, **kwargs: Any) -> uvicorn.Config:
 def _http_protocol() -> Any:
     """httptools (bounded request heads) when installed, as in production; else uvicorn's pick."""
     try:
-        from sidecar.http_head import BoundedHttpToolsProtocol
+        from sidecar.server.http_head import BoundedHttpToolsProtocol
     except ImportError:  # pragma: no cover - httptools is a dependency
         return "auto"
     return BoundedHttpToolsProtocol

@@ -25,9 +25,9 @@ from openai.types.chat import (
 )
 from openai.types.shared_params import ResponseFormatJSONSchema
 
-from sidecar.testing.fake_vllm import FakeVllm, FakeVllmConfig, create_fake_vllm
-from sidecar.testing.fake_vllm.schema import sample_json
-from sidecar.testing.fake_vllm.text import split_tokens
+from sidecar.fake_vllm import FakeVllm, FakeVllmConfig, create_fake_vllm
+from sidecar.fake_vllm.schema import sample_json
+from sidecar.fake_vllm.text import split_tokens
 from sidecar.testing.servers import RunningServer, serving
 from tests.helpers import wait_for
 

@@ -1,13 +1,19 @@
-"""Pieces shared by the command-line modules: options, settings loading, schema check."""
+"""Pieces shared by the command-line modules: options, settings, the schema check, the engine."""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from sidecar.errors import ConfigError
 from sidecar.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 config_option = click.option(
@@ -43,3 +49,34 @@ def require_schema(settings: Settings) -> None:
             f"the database at {settings.database.url} is not at the latest schema; "
             "run `sidecar db upgrade` (or start `sidecar serve`) first"
         )
+
+
+def load_for_database(config_path: str | None, database_url: str | None, *uses: str) -> Settings:
+    """The settings of a command that reads the ``database`` section (and ``uses``), at the
+    latest schema."""
+    settings = load(config_path, uses=("database", *uses), database={"url": database_url})
+    require_schema(settings)
+    return settings
+
+
+def parse_window(since: str, until: str | None) -> tuple[datetime, datetime]:
+    """``--since``/``--until`` (a duration ago or an ISO time) as UTC datetimes."""
+    from sidecar.reports.base import parse_since
+
+    now = datetime.now(UTC)
+    try:
+        return parse_since(since, now), parse_since(until, now) if until else now
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@contextlib.asynccontextmanager
+async def open_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """The database engine of one command, disposed however the command ends."""
+    from sidecar.store.engine import create_engine
+
+    engine = create_engine(settings.database.url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

@@ -16,7 +16,6 @@ from typing import Any, cast
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sidecar.admin import Readiness, create_admin_app
 from sidecar.alerts.runner import run_alerts
 from sidecar.drift.job import run_drift_loop
 from sidecar.errors import ConfigError
@@ -30,10 +29,11 @@ from sidecar.logqueue.spool import Spool
 from sidecar.logqueue.spoolhealth import sync_periodically
 from sidecar.logqueue.writer import LogPipeline, LogWriter
 from sidecar.metrics import SidecarMetrics
-from sidecar.preflight import preflight
 from sidecar.proxy.app import ASGIApp, ProxyApp
 from sidecar.proxy.catalog import ModelCatalog
 from sidecar.proxy.upstream import UpstreamClient, redact_url
+from sidecar.server.admin import Readiness, create_admin_app
+from sidecar.server.preflight import preflight
 from sidecar.settings import Settings
 from sidecar.store.engine import create_engine
 from sidecar.store.migrate import upgrade_async
