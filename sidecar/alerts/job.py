@@ -16,10 +16,11 @@ from datetime import datetime
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sidecar.alerts.evaluate import Silence, Transition, evaluate
+from sidecar.alerts.evaluate import evaluate
 from sidecar.alerts.readers import READERS, RuleDefinition
 from sidecar.notifiers.delivery import Notifier, too_old
 from sidecar.notifiers.payloads import AlertNotice
+from sidecar.records import Silence, Transition
 from sidecar.store.alerts import (
     active_silences,
     claim_due,

@@ -18,11 +18,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sidecar.alerts.evaluate import Reading, RuleSpec, Scope, make_scope
+from sidecar.alerts.evaluate import Reading, RuleSpec
 from sidecar.drift.job import ALL_FEATURES
 from sidecar.errors import ConfigError
 from sidecar.judge.quality import quality_drop
-from sidecar.records import Verdict
+from sidecar.records import Scope, Verdict, make_scope
 from sidecar.settings import AlertRuleSettings
 from sidecar.store.baselines import QUALITY, active_baselines, scores_by_scope
 from sidecar.store.drift import latest_checks

@@ -107,9 +107,9 @@ def test(notifier: str, config_path: str | None) -> None:
     """Send a clearly marked test alert through one configured notifier, now."""
     import aiohttp
 
-    from sidecar.alerts.evaluate import Transition
     from sidecar.alerts.runner import build_notifiers
     from sidecar.notifiers.payloads import AlertNotice
+    from sidecar.records import Transition
 
     settings = load(config_path, uses=("alerts",))
     notifiers = build_notifiers(settings.alerts)

@@ -43,8 +43,8 @@ def run(
     from sidecar.errors import ConfigError
     from sidecar.judge.client import JudgeClient
     from sidecar.judge.job import JudgeJob, Rubrics
-    from sidecar.judge.sampling import SampleReason
     from sidecar.metrics import SidecarMetrics
+    from sidecar.records import SampleReason
     from sidecar.store.judgements import claim_samples
 
     settings = load_for_database(config_path, database_url, "judge")

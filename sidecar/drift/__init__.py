@@ -22,12 +22,12 @@ from sidecar.drift.features import (
 from sidecar.drift.stats import (
     DEFAULT_OPTIONS,
     DriftOptions,
-    FeatureDrift,
     categorical_drift,
     numerical_drift,
     psi,
 )
 from sidecar.drift.text import text_drift
+from sidecar.records import FeatureDrift
 
 __all__ = [
     "CATEGORICAL_FEATURES",

@@ -18,15 +18,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from sidecar.drift.stats import (
-    DEFAULT_OPTIONS,
-    DriftOptions,
-    FeatureDrift,
-    categorical_drift,
-    numerical_drift,
-)
+from sidecar.drift.stats import DEFAULT_OPTIONS, DriftOptions, categorical_drift, numerical_drift
 from sidecar.drift.text import clip_text, read_text, text_drift
-from sidecar.records import JsonValue, LoggedRequest
+from sidecar.records import FeatureDrift, JsonValue, LoggedRequest
 
 FEATURES_VERSION = 1  # bump when extraction changes meaning; compare like with like
 SYSTEM_HASH_HEX_CHARS = 12

@@ -36,8 +36,9 @@ from sidecar.drift.features import (
     compare_windows,
 )
 from sidecar.drift.semantic import MAX_SAMPLES, PERMUTATION_SEED, embedding_drift
-from sidecar.drift.stats import DriftOptions, FeatureDrift, numerical_drift
+from sidecar.drift.stats import DriftOptions, numerical_drift
 from sidecar.metrics import SidecarMetrics
+from sidecar.records import FeatureDrift
 from sidecar.settings import DriftSettings
 from sidecar.store.baselines import DRIFT, active_baselines
 from sidecar.store.drift import (

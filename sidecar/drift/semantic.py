@@ -25,13 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from sidecar.drift.stats import (
-    DEFAULT_OPTIONS,
-    DriftOptions,
-    FeatureDrift,
-    quiet_numerics,
-    sample_problem,
-)
+from sidecar.drift.stats import DEFAULT_OPTIONS, DriftOptions, quiet_numerics, sample_problem
+from sidecar.records import FeatureDrift
 
 Vectors = npt.NDArray[np.float64]
 PERMUTATIONS = 200

@@ -33,16 +33,15 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency, ks_2samp, wasserstein_distance
 
-Kind = Literal["numerical", "categorical", "text", "embedding"]
-Statistic = Literal["ks", "chi2", "wasserstein", "jensenshannon", "mmd"]
+from sidecar.records import FeatureDrift, Kind
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -68,48 +67,6 @@ class DriftOptions:
 
 
 DEFAULT_OPTIONS = DriftOptions()
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureDrift:
-    """The comparison of one feature between the two windows, as stored in ``drift_checks``.
-
-    ``statistic`` says how to read ``value``: ``ks``, ``chi2`` and ``mmd`` (a permutation
-    test) are p-values (small means drift), ``wasserstein`` and ``jensenshannon`` are distances
-    (large means drift).
-    ``drifted`` is None when there is no verdict, and ``reason`` then says why; ``reason`` may
-    also annotate a verdict (a constant feature, a text threshold raised above sampling noise).
-    ``top_movers`` holds (category or token, reference share, current share), largest change
-    first. Summaries hold count, dropped, mean, std, p50 and p95 for numbers, and the shares of
-    the most frequent categories or tokens otherwise.
-    """
-
-    feature: str
-    kind: Kind
-    statistic: Statistic
-    value: float | None
-    threshold: float
-    drifted: bool | None
-    n_ref: int
-    n_cur: int
-    psi: float | None = None
-    reason: str | None = None
-    reference_summary: dict[str, float] = field(default_factory=dict)
-    current_summary: dict[str, float] = field(default_factory=dict)
-    top_movers: tuple[tuple[str, float, float], ...] = ()
-
-    def as_json(self) -> dict[str, Any]:
-        """A plain dict for a JSON column (tuples become lists)."""
-        data = {item.name: getattr(self, item.name) for item in fields(self)}
-        return data | {"top_movers": [list(mover) for mover in self.top_movers]}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> FeatureDrift:
-        """The inverse of :meth:`as_json` (keys added by a later version are ignored)."""
-        known = {item.name for item in fields(cls)}
-        values = {key: value for key, value in data.items() if key in known}
-        movers = tuple((str(k), float(r), float(c)) for k, r, c in values.get("top_movers") or ())
-        return cls(**values | {"top_movers": movers})
 
 
 def sample_problem(n_ref: int, n_cur: int, min_samples: int) -> str | None:

@@ -28,13 +28,13 @@ from scipy.spatial.distance import jensenshannon
 from sidecar.drift.stats import (
     DEFAULT_OPTIONS,
     DriftOptions,
-    FeatureDrift,
     FloatArray,
     IntArray,
     finite_or_none,
     quiet_numerics,
     sample_problem,
 )
+from sidecar.records import FeatureDrift
 
 Script = Literal[
     "latin", "cyrillic", "cjk", "arabic", "greek", "hebrew", "devanagari", "other", "empty"

@@ -15,15 +15,7 @@ from dataclasses import dataclass
 
 from scipy import stats
 
-
-@dataclass(frozen=True, slots=True)
-class ScoreSummary:
-    n: int
-    mean: float
-    std: float  # sample standard deviation (0 for n < 2)
-    ci_low: float
-    ci_high: float
-    confidence: float
+from sidecar.records import ScoreSummary
 
 
 def summarize(scores: Sequence[float], confidence: float = 0.95) -> ScoreSummary:

@@ -9,7 +9,7 @@ import logging
 from datetime import UTC, datetime
 
 from sidecar.judge.job import JudgeJob, batch_window, next_batch_time
-from sidecar.judge.sampling import SampleReason
+from sidecar.records import SampleReason
 from sidecar.store.judgements import batch_turn
 from sidecar.store.writes import is_connectivity_error
 

@@ -18,29 +18,14 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sidecar.records import LoggedRequest, Verdict
-
-JUDGEABLE_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
-FAILED_VERDICTS = frozenset({Verdict.INVALID, Verdict.UNPARSEABLE, Verdict.TRUNCATED})
-MAX_STRATA = 10_000  # bounded memory whatever names clients send
-
-
-class SampleReason:
-    """Values of ``requests.judge_sample`` and ``judgements.sample_reason``."""
-
-    RANDOM = "random"
-    FLOOR = "floor"
-    BATCH = "batch"  # the periodic batch: N random requests of the last days
-    MANUAL = "manual"  # `sidecar judge run`, drawn at random
-    SCHEMA_INVALID = "schema_invalid"
-    ERROR = "error"
-    THUMBS_DOWN = "thumbs_down"
-
-
-# Samples drawn without looking at the answer: the only ones a quality estimate may use.
-UNBIASED_REASONS = frozenset(
-    {SampleReason.RANDOM, SampleReason.FLOOR, SampleReason.BATCH, SampleReason.MANUAL}
+from sidecar.records import (
+    FAILED_VERDICTS,
+    JUDGEABLE_PATHS,
+    LoggedRequest,
+    SampleReason,
 )
+
+MAX_STRATA = 10_000  # bounded memory whatever names clients send
 
 
 @dataclass(frozen=True, slots=True)

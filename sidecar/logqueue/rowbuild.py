@@ -20,8 +20,15 @@ import msgspec
 from sidecar.drift.embeddings import Field, embed_row, load_embedder
 from sidecar.drift.features import extract_features
 from sidecar.logqueue.rows import prepare_row, with_verdict
-from sidecar.proxy.catalog import ModelIdentity, identify_in
-from sidecar.records import Exchange, LoggedRequest, SchemaIssue, SchemaVerdict, Verdict
+from sidecar.proxy.catalog import identify_in
+from sidecar.records import (
+    Exchange,
+    LoggedRequest,
+    ModelIdentity,
+    SchemaIssue,
+    SchemaVerdict,
+    Verdict,
+)
 from sidecar.validators.compliance import Compliance
 from sidecar.validators.selection import Exchanged
 

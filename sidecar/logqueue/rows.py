@@ -11,9 +11,8 @@ import orjson
 
 from sidecar.logqueue.redaction import redact
 from sidecar.proxy.capture import cut_json_summary
-from sidecar.proxy.catalog import ModelIdentity
 from sidecar.proxy.sse import reassemble, whole_events_around
-from sidecar.records import Exchange, JsonValue, LoggedRequest, SchemaVerdict
+from sidecar.records import Exchange, JsonValue, LoggedRequest, ModelIdentity, SchemaVerdict
 from sidecar.validators.selection import Exchanged
 
 IdentifyModel = Callable[[str | None], ModelIdentity]

@@ -6,20 +6,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from sidecar.errors import UpstreamError
 from sidecar.proxy.upstream import UpstreamClient
+from sidecar.records import ModelIdentity
 
 logger = logging.getLogger("sidecar.catalog")
 MIN_REFRESH_INTERVAL_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class ModelIdentity:
-    base_model: str | None
-    adapter: str | None
 
 
 def identify_in(parents: Mapping[str, str | None], model: str | None) -> ModelIdentity:

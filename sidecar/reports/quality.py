@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sidecar.judge.quality import quality_drop, summarize
-from sidecar.judge.sampling import UNBIASED_REASONS
+from sidecar.records import UNBIASED_REASONS
 from sidecar.reports.base import ReportTable, ReportWindow, register, time_bucket
 from sidecar.store.baselines import QUALITY, active_baselines
 from sidecar.store.scoring_models import judgements_table

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sidecar.alerts.evaluate import AlertState, Scope, Silence, Transition, make_scope
+from sidecar.records import AlertState, Scope, Silence, Transition, make_scope
 from sidecar.store.models import (
     alert_events_table,
     alert_outbox_table,

@@ -11,8 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sidecar.judge.quality import ScoreSummary, summarize
-from sidecar.judge.sampling import UNBIASED_REASONS
+from sidecar.judge.quality import summarize
+from sidecar.records import UNBIASED_REASONS, ScoreSummary
 from sidecar.store.models import requests_table
 from sidecar.store.scoring_models import baselines_table, judgements_table
 

@@ -13,8 +13,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sidecar.drift.stats import FeatureDrift
-from sidecar.judge.sampling import UNBIASED_REASONS
+from sidecar.records import UNBIASED_REASONS, FeatureDrift
 from sidecar.store.locks import session_lock
 from sidecar.store.models import feedback_table, requests_table
 from sidecar.store.scoring_models import drift_checks_table, judgements_table

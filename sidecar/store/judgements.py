@@ -19,8 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sidecar.judge.sampling import JUDGEABLE_PATHS, SampleReason
-from sidecar.records import JsonValue
+from sidecar.records import JUDGEABLE_PATHS, JsonValue, SampleReason
 from sidecar.store.locks import session_lock
 from sidecar.store.models import feedback_table, requests_table
 from sidecar.store.scoring_models import judgements_table

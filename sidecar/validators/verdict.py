@@ -106,5 +106,5 @@ _SEVERITY = {Verdict.VALID: 0, Verdict.INVALID: 1, Verdict.TRUNCATED: 2, Verdict
              Verdict.CHECK_TIMEOUT: 4, Verdict.SCHEMA_ERROR: 5}  # fmt: skip
 
 
-def _worse(current: str, new: str) -> str:
+def _worse(current: Verdict, new: Verdict) -> Verdict:
     return new if _SEVERITY[new] > _SEVERITY[current] else current

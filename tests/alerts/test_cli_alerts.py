@@ -10,10 +10,10 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from sidecar.alerts.evaluate import Transition
 from sidecar.alerts.job import evaluate_round
 from sidecar.cli import main
 from sidecar.notifiers.delivery import LogNotifier
+from sidecar.records import Transition
 from sidecar.store.engine import create_engine
 from sidecar.store.writes import insert_requests
 from sidecar.testing.servers import start_server

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar.alerts.evaluate import AlertState, Reading, RuleSpec, Silence, evaluate
+from sidecar.alerts.evaluate import Reading, RuleSpec, evaluate
+from sidecar.records import AlertState, Silence
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 P95 = RuleSpec("latency_p95", threshold=500.0, for_s=120, min_samples=20, repeat_interval_s=3600)

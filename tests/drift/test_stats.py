@@ -15,12 +15,12 @@ from scipy.spatial.distance import jensenshannon
 from sidecar.drift.features import dataset_drift, share_drifted
 from sidecar.drift.stats import (
     DriftOptions,
-    FeatureDrift,
     categorical_drift,
     numerical_drift,
     psi,
     psi_from_shares,
 )
+from sidecar.records import FeatureDrift
 
 MAX_JS_DISTANCE = math.sqrt(math.log(2))  # natural log, as Evidently (and scipy by default)
 SIMULATIONS = 200

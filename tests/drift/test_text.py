@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from sidecar.drift.stats import DriftOptions, FeatureDrift
+from sidecar.drift.stats import DriftOptions
 from sidecar.drift.text import (
     _RANGES,
     MAX_TEXT_CHARS,
@@ -23,6 +23,7 @@ from sidecar.drift.text import (
     text_drift,
     word_counts,
 )
+from sidecar.records import FeatureDrift
 
 COMMON = [f"common{i}" for i in range(300)]
 ZIPF = 1 / np.arange(1, len(COMMON) + 1) / sum(1 / np.arange(1, len(COMMON) + 1))

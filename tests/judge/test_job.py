@@ -15,9 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.judge.client import JudgeClient
 from sidecar.judge.job import JudgeJob, Rubrics, build_sampler
-from sidecar.judge.sampling import SampleReason
 from sidecar.metrics import SidecarMetrics
-from sidecar.records import Feedback, LoggedRequest
+from sidecar.records import Feedback, LoggedRequest, SampleReason
 from sidecar.settings import JudgeSettings
 from sidecar.store.baselines import QUALITY, active_baselines
 from sidecar.store.engine import create_engine

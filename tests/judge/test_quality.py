@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from sidecar.judge.quality import ScoreSummary, quality_drop, summarize
+from sidecar.judge.quality import quality_drop, summarize
+from sidecar.records import ScoreSummary
 
 # A judge's overall score: the mean of 4 criteria scored 1-5.
 BASELINE_P = np.array([0.02, 0.05, 0.15, 0.38, 0.40])

@@ -4,13 +4,8 @@ import dataclasses
 import random
 import statistics
 
-from sidecar.judge.sampling import (
-    UNBIASED_REASONS,
-    Sampler,
-    SampleReason,
-    SamplingRule,
-    sampling_policy,
-)
+from sidecar.judge.sampling import Sampler, SamplingRule, sampling_policy
+from sidecar.records import UNBIASED_REASONS, SampleReason
 from tests.store.test_writes import make_row
 
 ROW = make_row(schema_verdict="valid")

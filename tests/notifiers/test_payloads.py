@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sidecar.alerts.evaluate import Transition
 from sidecar.logs import neutral
 from sidecar.notifiers.payloads import (
     AlertNotice,
@@ -13,6 +12,7 @@ from sidecar.notifiers.payloads import (
     log_line,
     slack_message,
 )
+from sidecar.records import Transition
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

@@ -29,8 +29,7 @@ from sidecar.proxy.capture import (
     ResponseCapture,
     cut_json_summary,
 )
-from sidecar.proxy.catalog import ModelIdentity
-from sidecar.records import Exchange
+from sidecar.records import Exchange, ModelIdentity
 from sidecar.testing.servers import RunningServer, serving
 from tests.helpers import fetch_rows, wait_for
 from tests.proxy.test_sse import WITH_USAGE, token

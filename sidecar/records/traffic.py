@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, TypeAlias
 
 JsonValue: TypeAlias = dict[str, Any] | list[Any] | str | int | float | bool | None
 
 
-class ErrorKind:
+class ErrorKind(StrEnum):
     """Values of ``Exchange.error_kind`` / ``requests.error_kind`` (a closed set, kept as text)."""
 
     UPSTREAM_UNREACHABLE = "upstream_unreachable"
@@ -70,7 +71,7 @@ class Exchange:
     response_gap_at: int | None = None
 
 
-class Verdict:
+class Verdict(StrEnum):
     """Values of ``requests.schema_verdict``."""
 
     VALID = "valid"
@@ -90,7 +91,7 @@ class SchemaIssue:
 @dataclass(frozen=True, slots=True)
 class SchemaVerdict:
     schema_name: str
-    verdict: str
+    verdict: Verdict
     error_count: int
     errors: tuple[SchemaIssue, ...]
 
@@ -153,3 +154,9 @@ class Feedback:
     created_at: datetime
     updated_at: datetime
     client_key_hash: str | None = None  # the key that wrote it (owns it); None: sent without one
+
+
+@dataclass(frozen=True, slots=True)
+class ModelIdentity:
+    base_model: str | None
+    adapter: str | None
