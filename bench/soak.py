@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,9 +126,9 @@ async def send_at_rate(url: str, rate: float, seconds: float, load: Load) -> Non
         await asyncio.gather(*tasks)
 
 
-def metric_sums(text: str) -> Counter[str]:
+def metric_sums(text: str) -> defaultdict[str, float]:
     """Each sample name's value summed over its labels."""
-    sums: Counter[str] = Counter()
+    sums: defaultdict[str, float] = defaultdict(float)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             sums[sample.name] += sample.value

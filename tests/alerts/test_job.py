@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.alerts.job import deliver_round, evaluate_round
 from sidecar.alerts.readers import DEFAULT_RULES
-from sidecar.notifiers.delivery import SlackNotifier, WebhookNotifier
+from sidecar.notifiers.delivery import Notifier, SlackNotifier, WebhookNotifier
 from sidecar.store.engine import create_engine
 from sidecar.store.writes import insert_requests, is_connectivity_error
 from sidecar.testing.servers import RunningServer
@@ -29,7 +29,7 @@ P95 = dataclasses.replace(
 )
 
 
-def notifiers(server: RunningServer) -> dict[str, object]:
+def notifiers(server: RunningServer) -> dict[str, Notifier]:
     return {"slack": SlackNotifier("slack", f"{server.url}/slack"),
             "alertmanager": WebhookNotifier("alertmanager", f"{server.url}/am"),
             "broken": SlackNotifier("broken", f"{server.url}/gone")}  # fmt: skip
@@ -48,10 +48,10 @@ async def test_fire_deliver_with_retries_then_resolve(
     app.script["/gone"].append((404, "no_service", {}))
     await insert_requests(engine, [at(row(i, latency=900.0), 60) for i in range(1, 21)])
     channels = notifiers(server)
-    fired = await evaluate_round(engine, [P95], channels, NOW)  # type: ignore[arg-type]
+    fired = await evaluate_round(engine, [P95], channels, NOW)
     assert [(t.event, t.scope) for t in fired or []] == [("firing", (("model", "support"),))]
     async with aiohttp.ClientSession() as session:
-        assert await deliver_round(engine, channels, session, NOW) == 1  # type: ignore[arg-type]
+        assert await deliver_round(engine, channels, session, NOW) == 1
         assert (
             await deliver_round(engine, channels, session, NOW + timedelta(seconds=1)) == 0
         )  # not due yet
@@ -71,10 +71,10 @@ async def test_fire_deliver_with_retries_then_resolve(
     later = NOW + timedelta(minutes=10)
     await insert_requests(engine, [dataclasses.replace(at(row(100 + i, latency=50.0), 60),
                                                        started_at=later - timedelta(seconds=30)) for i in range(20)])  # fmt: skip
-    resolved = await evaluate_round(engine, [P95], channels, later)  # type: ignore[arg-type]
+    resolved = await evaluate_round(engine, [P95], channels, later)
     assert [t.event for t in resolved or []] == ["resolved"]
     async with aiohttp.ClientSession() as session:
-        await deliver_round(engine, channels, session, later)  # type: ignore[arg-type]
+        await deliver_round(engine, channels, session, later)
     assert app.received["/slack"][-1]["text"].startswith("[RESOLVED]")
     events = await count(engine, "SELECT event, notified FROM alert_events ORDER BY id")
     assert [(e, bool(n)) for e, n in events] == [("firing", True), ("resolved", True)]
@@ -86,8 +86,8 @@ async def test_restart_mid_firing_sends_nothing_twice(
     _, server = sink
     await insert_requests(engine, [at(row(i, latency=900.0), 60) for i in range(1, 21)])
     channels = notifiers(server)
-    await evaluate_round(engine, [P95], channels, NOW)  # type: ignore[arg-type]
-    again = await evaluate_round(engine, [P95], channels, NOW + timedelta(seconds=30))  # type: ignore[arg-type]
+    await evaluate_round(engine, [P95], channels, NOW)
+    again = await evaluate_round(engine, [P95], channels, NOW + timedelta(seconds=30))
     assert again == []  # state came back from the table: still firing, nothing new
     assert (await count(engine, "SELECT count(*) FROM alert_outbox"))[0][0] == 3
 
@@ -110,8 +110,8 @@ async def test_keep_firing_for_survives_a_restart_and_resolves_once(
     for seconds in (0, 60, 119):  # clear, but not for 120 s yet
         assert (
             await evaluate_round(engine, [rule], channels, later + timedelta(seconds=seconds)) == []
-        )  # type: ignore[arg-type]
-    resolved = await evaluate_round(engine, [rule], channels, later + timedelta(seconds=120))  # type: ignore[arg-type]
+        )
+    resolved = await evaluate_round(engine, [rule], channels, later + timedelta(seconds=120))
     assert [t.event for t in resolved or []] == ["resolved"]
     events = await count(engine, "SELECT event FROM alert_events ORDER BY id")
     assert events == [("firing",), ("resolved",)]
@@ -123,7 +123,7 @@ async def test_two_evaluators_at_once_queue_one_notification(
     _, server = sink
     await insert_requests(engine, [at(row(i, latency=900.0), 60) for i in range(1, 21)])
     channels = notifiers(server)
-    await asyncio.gather(*(evaluate_round(engine, [P95], channels, NOW) for _ in range(2)))  # type: ignore[arg-type]
+    await asyncio.gather(*(evaluate_round(engine, [P95], channels, NOW) for _ in range(2)))
     assert (await count(engine, "SELECT count(*) FROM alert_outbox"))[0][0] == 3
     assert (await count(engine, "SELECT count(*) FROM alert_events"))[0][0] == 1
 
@@ -139,16 +139,16 @@ async def test_a_round_the_database_cannot_serve_changes_nothing(
     _, server = sink
     await insert_requests(engine, [at(row(i, latency=900.0), 60) for i in range(1, 21)])
     channels = notifiers(server)
-    await evaluate_round(engine, [P95], channels, NOW)  # type: ignore[arg-type]
+    await evaluate_round(engine, [P95], channels, NOW)
     parts = urlsplit(migrated_database_url)
     with tcp_relay(parts.hostname or "127.0.0.1", parts.port or 5432) as relay:
         relayed = create_engine(migrated_database_url.replace(f":{parts.port}/", f":{relay.port}/"))
         relay.cut()
         with pytest.raises(Exception) as failure:  # noqa: PT011 - whatever the driver raises
-            await evaluate_round(relayed, [P95], channels, NOW + timedelta(minutes=10))  # type: ignore[arg-type]
+            await evaluate_round(relayed, [P95], channels, NOW + timedelta(minutes=10))
         assert is_connectivity_error(failure.value)
         relay.restore()
-        again = await evaluate_round(relayed, [P95], channels, NOW + timedelta(seconds=30))  # type: ignore[arg-type]
+        again = await evaluate_round(relayed, [P95], channels, NOW + timedelta(seconds=30))
         await relayed.dispose()
     assert again == []
     assert await count(engine, "SELECT event FROM alert_events") == [("firing",)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -108,7 +109,7 @@ async def test_checks_that_did_not_finish_are_left_out_of_the_compliance_rate(
 
 def test_the_drift_detail_names_features_and_quotes_moved_texts_briefly() -> None:
     long_prompt = "where is my   flight " + "x" * 300
-    drifted = [
+    drifted: list[dict[str, Any]] = [
         {"feature": "user_words", "statistic": "chi2", "value": 0.0012, "kind": "text",
          "top_movers": [["flight", 0.0, 0.1]]},
         {"feature": "prompt_embedding", "statistic": "mmd", "value": 0.005, "kind": "embedding",

@@ -3,6 +3,7 @@ the writer's row build embeds the bodies as stored (none with ``bodies: none``).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 
 from sidecar.drift.embeddings import (
     PACKED_BYTES,
+    StaticEmbedder,
     embed_row,
     load_embedder,
     output_text,
@@ -203,13 +205,12 @@ def test_vectors_of_one_text_are_the_same_in_every_process() -> None:
 def test_embeddings_on_without_the_extra_stop_the_sidecar_with_the_command_to_run(
     monkeypatch: pytest.MonkeyPatch, model: str, package: str, extra: str
 ) -> None:
-    from sidecar.drift import embeddings
     from sidecar.logqueue.rowworkers import RowBuilder
     from sidecar.settings import ComplianceSettings
 
     load_embedder.cache_clear()
-    real = embeddings.importlib.util.find_spec
-    monkeypatch.setattr(embeddings.importlib.util, "find_spec",
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *args: None if name == package else real(name, *args))  # fmt: skip
     options = BuildOptions("full", 1 << 20, True, embedding_fields=("prompt",),
                            embedding_model=model)  # fmt: skip
@@ -222,6 +223,7 @@ def test_embeddings_on_without_the_extra_stop_the_sidecar_with_the_command_to_ru
 
 def test_word_by_word_tokens_give_the_models_own_vector() -> None:
     model = load_embedder("static")
+    assert isinstance(model, StaticEmbedder)
     text = "I'm sorry: the refund for order #1234 failed, naïve café 東京 tower!"
     ids = model.tokenizer.encode(text, add_special_tokens=False).ids
     direct = model.table[ids].mean(axis=0)

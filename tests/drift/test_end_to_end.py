@@ -63,13 +63,14 @@ def test_a_traffic_shift_is_named_and_alerted(
         assert "model=tiny adapter=- vs baseline reference:" in run.output
         assert "system_prompt_hash" in run.output
         assert "user_words" in run.output
-        listed = wait_for(lambda: (out := runner.invoke(main, ["alerts", "list", *database]).output)
-                          and "firing   drift" in out and out, what="the drift alert")  # fmt: skip
+        listed = wait_for(lambda: out if "firing   drift" in (out := runner.invoke(
+                              main, ["alerts", "list", *database]).output) else None,
+                          what="the drift alert")  # fmt: skip
         assert "model=tiny" in listed
         # The run came from the CLI, not from this sidecar's loop: /metrics shows it anyway.
         drifted = ("sidecar_drift_detected", (("feature", "user_words"), ("model", "tiny")))
-        metrics = wait_for(lambda: (found := scrape(sidecar.admin_url)).get(drifted) == 1.0
-                           and found, timeout_s=30, what="the CLI's run on /metrics")  # fmt: skip
+        metrics = wait_for(lambda: found if (found := scrape(sidecar.admin_url)).get(drifted) == 1.0
+                           else None, timeout_s=30, what="the CLI's run on /metrics")  # fmt: skip
         assert metrics[("sidecar_drift_share", (("model", "tiny"),))] > 0.0
     finally:
         sidecar.stop()
@@ -120,8 +121,9 @@ def test_a_topic_change_the_words_miss_fires_the_alert_on_the_prompt_embedding(
         run = runner.invoke(main, ["drift", "run", *database])
         assert run.exit_code == 0, run.output
         assert "prompt_embedding" in run.output
-        listed = wait_for(lambda: (out := runner.invoke(main, ["alerts", "list", *database]).output)
-                          and "firing   drift" in out and out, what="the drift alert")  # fmt: skip
+        listed = wait_for(lambda: out if "firing   drift" in (out := runner.invoke(
+                              main, ["alerts", "list", *database]).output) else None,
+                          what="the drift alert")  # fmt: skip
         assert "model=tiny" in listed
         # What reached Slack and the webhook names the feature and quotes prompts that moved.
         wait_for(lambda: sinks.slack() and sinks.webhook(), what="the drift notifications")

@@ -113,7 +113,7 @@ def test_any_feedback_lookup_gets_a_2xx_or_4xx(
     )
     def check(request_id: str, key: bytes | None) -> None:
         count_case("feedback: lookups answered 2xx/4xx")
-        headers = {} if key is None else {"authorization": key}
+        headers = {} if key is None else {b"authorization": key}
         response = http.get(url, params={"request_id": request_id}, headers=headers)
         expected = {401} if key is None else {200, 400, 404}
         assert response.status_code in expected, (key, response.status_code, response.text)
@@ -190,10 +190,10 @@ def test_feedback_with_non_ascii_authorization_bytes_gets_a_2xx_or_4xx(
     url = f"{hostile_sidecar.proxy_url}/sidecar/v1/feedback"
     for key in KEYS[2:]:
         body = {"request_id": logged_ids[0], "rating": "up", "user": f"raw-{key!r}"}
-        posted = http.post(url, json=body, headers={"authorization": key or b""})
+        posted = http.post(url, json=body, headers={b"authorization": key or b""})
         assert posted.status_code in {200, 201}, posted.text
         read = http.get(
-            url, params={"request_id": logged_ids[0]}, headers={"authorization": key or b""}
+            url, params={"request_id": logged_ids[0]}, headers={b"authorization": key or b""}
         )
         assert read.status_code == 200, read.text
         assert [item["user_id"] for item in read.json()["feedback"]] == [body["user"]]

@@ -43,7 +43,7 @@ async def test_a_verdict_comes_back_with_usage(
 
 
 async def test_429_waits_exactly_retry_after(judge_server: RunningServer, judge: FakeJudge) -> None:
-    judge.fail(429, **{"retry-after": "7"})
+    judge.fail(429, 1, **{"retry-after": "7"})
     sleeps = Sleeps()
     judged = client(judge_server.url, sleeps)
     reply = await judged.complete(MESSAGES, FORMAT)

@@ -58,8 +58,8 @@ def test_sampled_traffic_is_scored_then_compared_with_a_baseline(
         for index in range(6):
             chat(client, f"Click 'Forgot password'. quality={4 if index % 2 else 5}")
         client.models.list()  # not a completion: never sampled
-        rows = wait_for(lambda: (found := judgements(database_url)) and len(found) >= 6 and
-                        all(r["status"] == "scored" for r in found) and found, what="6 scores")  # fmt: skip
+        rows = wait_for(lambda: found if len(found := judgements(database_url)) >= 6 and
+                        all(r["status"] == "scored" for r in found) else None, what="6 scores")  # fmt: skip
     finally:
         sidecar.stop()
     assert sorted(row["score"] for row in rows) == [4.0, 4.0, 4.0, 5.0, 5.0, 5.0]

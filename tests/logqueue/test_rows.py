@@ -55,7 +55,7 @@ def test_stream_row_gets_ttft_from_the_first_chunk_with_output() -> None:
     row = build(exchange(stream=True, response_body=raw, chunk_marks=marks,
                          request_body=b'{"model":"tiny","stream":true}'))  # fmt: skip
     assert row.ttft_ms == 7.5
-    assert row.response_body["choices"][0]["message"]["content"] == "x"  # type: ignore[index]
+    assert row.response_body["choices"][0]["message"]["content"] == "x"
     assert (row.completion_tokens, row.finish_reason) == (1, "length")
     assert (row.base_model, row.adapter) == ("tiny", None)
 
@@ -65,7 +65,7 @@ def test_body_policies() -> None:
     assert build(ex, "none").request_body is None
     assert build(ex, "none").response_body is None
     redacted = build(ex, "redacted").response_body
-    assert redacted["choices"][0]["message"]["content"] == "hi [EMAIL]"  # type: ignore[index]
+    assert redacted["choices"][0]["message"]["content"] == "hi [EMAIL]"
     assert build(ex, "full", max_body_bytes=10).response_body == (
         f"<body of {len(RESPONSE)} bytes not stored: over request_log.max_body_bytes>"
     )

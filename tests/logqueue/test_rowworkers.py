@@ -85,7 +85,7 @@ def test_under_uvloop_large_batches_keep_going_to_the_same_worker() -> None:
     pooled = builder(1)
 
     async def batches() -> list[int | None]:
-        pids = []
+        pids: list[int | None] = []
         for _ in range(4):
             built = await pooled(big, CATALOG)
             assert len(built.rows) == len(big)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from sidecar.logs import neutral
@@ -99,9 +100,7 @@ def test_a_reading_detail_is_shown_under_the_summary_escaped_everywhere() -> Non
     """A drift alert's detail quotes prompts from traffic: hostile text, shown but never parsed."""
     base = notice()
     detail = 'drifted: prompt_embedding (mmd 0.005); prompts that moved: "<!channel> pay\nnow"'
-    transition = Transition(*[getattr(base.transition, name) for name in (
-        "rule", "scope", "event", "at", "value", "threshold", "severity", "notify", "started_at")],
-        detail)  # fmt: skip
+    transition = dataclasses.replace(base.transition, detail=detail)
     with_detail = AlertNotice(transition, base.summary)
     blocks = slack_message(with_detail)["blocks"]
     assert [block["type"] for block in blocks][:4] == ["header", "section", "section", "section"]

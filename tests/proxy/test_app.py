@@ -9,6 +9,7 @@ import httpx
 import openai
 import orjson
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from sidecar.fake_vllm import FakeVllm
 from sidecar.testing.harness import RunningSidecar
@@ -16,7 +17,8 @@ from sidecar.testing.servers import RunningServer
 from tests.helpers import fetch_rows, wait_for, wait_for_rows
 from tests.test_metrics import CONTRACT_METRICS
 
-CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 5}
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
+CHAT = {"model": "tiny", "messages": MESSAGES, "max_tokens": 5}
 _VARYING = re.compile(rb'"(id|created)":("[^"]*"|\d+)')
 
 
@@ -146,7 +148,7 @@ def test_unknown_model_error_is_relayed_unchanged(
     proxied = httpx.post(f"{sidecar.proxy_url}/v1/chat/completions", json=body)
     assert (proxied.status_code, proxied.content) == (404, direct.content)
     with pytest.raises(openai.NotFoundError):
-        client(sidecar.proxy_url).chat.completions.create(model="nope", messages=CHAT["messages"])  # type: ignore[arg-type]
+        client(sidecar.proxy_url).chat.completions.create(model="nope", messages=MESSAGES)
 
 
 def test_malformed_json_and_wrong_content_type_get_vllms_400_and_are_logged(

@@ -244,8 +244,9 @@ def test_128_concurrent_16_mb_responses_lose_no_row_and_stay_within_bounded_memo
         peak_kib = memory_kib(process.pid, "VmHWM")
         assert set(sizes) == {len(big_completion(RESPONSE_BYTES))}
         rows = wait_for(
-            lambda: (found := fetch_rows(database_url, "client_request_id LIKE 'big-%'"))
-            and len(found) >= CONCURRENT and found,
+            lambda: found
+            if len(found := fetch_rows(database_url, "client_request_id LIKE 'big-%'")) >= CONCURRENT
+            else None,
             timeout_s=120, what="every row",
         )  # fmt: skip
         metrics = httpx.get(f"http://127.0.0.1:{admin_port}/metrics").text

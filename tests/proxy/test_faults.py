@@ -10,13 +10,15 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from sidecar.fake_vllm import FakeVllm
 from sidecar.testing.harness import RunningSidecar, running_sidecar
 from sidecar.testing.servers import RunningServer
 from tests.helpers import sidecar_settings, wait_for, wait_for_rows
 
-CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 5}
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
+CHAT = {"model": "tiny", "messages": MESSAGES, "max_tokens": 5}
 
 
 def closed_port() -> int:
@@ -70,7 +72,7 @@ def test_upstream_reset_mid_stream_reaches_the_client_as_a_broken_stream(
     received: list[str] = []
     with pytest.raises((httpx.HTTPError, openai.APIError)):  # noqa: PT012
         stream = sdk.chat.completions.create(
-            model="tiny", messages=CHAT["messages"], stream=True, max_tokens=50,  # type: ignore[arg-type]
+            model="tiny", messages=MESSAGES, stream=True, max_tokens=50,
             extra_headers={"x-fake-reset-after-chunks": "3"},
         )  # fmt: skip
         for chunk in stream:
@@ -152,7 +154,7 @@ def test_an_upstream_url_ending_in_v1_is_normalised_and_said_once(
     settings = sidecar_settings(f"{upstream.url}/v1/", database_url, tmp_path / "spool")
     with caplog.at_level(logging.INFO, logger="sidecar"), running_sidecar(settings) as sidecar:
         sdk = openai.OpenAI(base_url=f"{sidecar.proxy_url}/v1", api_key="k", max_retries=0)
-        completion = sdk.chat.completions.create(model="tiny", messages=CHAT["messages"])  # type: ignore[arg-type]
+        completion = sdk.chat.completions.create(model="tiny", messages=MESSAGES)
         assert completion.choices[0].message.content
         assert sdk.models.list().data
         (row, _models) = wait_for_rows(database_url, 2)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.replicas.cluster import Replica
 
@@ -71,7 +72,9 @@ class Traffic:
 
 def send(client: openai.OpenAI, ticket: str, *, stream: bool) -> str | None:
     """The sidecar's X-Request-Id when the whole answer arrived, else None."""
-    messages = [{"role": "user", "content": f"Order {ticket} has not arrived. What can I do?"}]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": f"Order {ticket} has not arrived. What can I do?"}
+    ]
     create = client.chat.completions.with_raw_response.create
     headers = {"X-Request-Id": ticket}
     try:
