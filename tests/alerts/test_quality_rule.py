@@ -13,7 +13,7 @@ from sidecar.alerts.readers import DEFAULT_RULES, READERS
 from sidecar.store.baselines import set_quality_baselines
 from sidecar.store.scoring_models import judgements_table
 from sidecar.store.writes import insert_requests
-from tests.store.test_writes import make_row
+from sidecar.testing.factories import logged_request as make_row
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 RULE = next(rule for rule in DEFAULT_RULES if rule.spec.name == "quality_drop")

@@ -28,7 +28,7 @@ from sidecar.drift.embeddings import (
 from sidecar.errors import ConfigError
 from sidecar.logqueue.rowbuild import BuildOptions, build_batch
 from sidecar.records import Exchange
-from tests.store.test_writes import make_row
+from sidecar.testing.factories import logged_request as make_row
 
 OFFLINE_LOAD = textwrap.dedent("""
     import socket

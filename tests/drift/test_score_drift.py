@@ -19,7 +19,7 @@ from sidecar.settings import DriftSettings
 from sidecar.store.models import feedback_table
 from sidecar.store.scoring_models import drift_checks_table, judgements_table
 from sidecar.store.writes import insert_requests
-from tests.store.test_writes import make_row
+from sidecar.testing.factories import logged_request as make_row
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

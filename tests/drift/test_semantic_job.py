@@ -24,8 +24,8 @@ from sidecar.reports.drift import drift as drift_report
 from sidecar.settings import AlertRuleSettings, DriftSettings, EmbeddingSettings
 from sidecar.store.scoring_models import drift_checks_table
 from sidecar.store.writes import insert_requests
+from sidecar.testing.factories import logged_request as make_row
 from sidecar.testing.topics import MONEY_WIDE, TRAVEL_WIDE, carrier_question
-from tests.store.test_writes import make_row
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

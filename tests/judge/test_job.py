@@ -24,10 +24,10 @@ from sidecar.store.feedback import upsert_feedback
 from sidecar.store.judgements import claim_samples
 from sidecar.store.scoring_models import judgements_table
 from sidecar.store.writes import insert_requests, is_connectivity_error
+from sidecar.testing.factories import logged_request as make_row
 from sidecar.testing.fake_judge import FakeJudge, Fault
 from sidecar.testing.servers import RunningServer, start_server
 from sidecar.testing.tcp_relay import tcp_relay
-from tests.store.test_writes import make_row
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

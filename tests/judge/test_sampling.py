@@ -6,7 +6,7 @@ import statistics
 
 from sidecar.judge.sampling import Sampler, SamplingRule, sampling_policy
 from sidecar.records import UNBIASED_REASONS, SampleReason
-from tests.store.test_writes import make_row
+from sidecar.testing.factories import logged_request as make_row
 
 ROW = make_row(schema_verdict="valid")
 

@@ -7,22 +7,10 @@ import orjson
 from sidecar.logqueue.rows import build_row
 from sidecar.proxy.catalog import ModelCatalog
 from sidecar.records import Exchange
+from sidecar.testing.factories import exchange
 
 CATALOG = ModelCatalog()
 CATALOG.update({"data": [{"id": "tiny", "parent": None}, {"id": "support", "parent": "tiny"}]})
-
-
-def exchange(**fields: object) -> Exchange:
-    base: dict[str, object] = {
-        "id": "0" * 32, "client_request_id": None, "started_at": 1_700_000_000.0,
-        "method": "POST", "path": "/v1/chat/completions", "query": "", "status": 200,
-        "latency_ms": 12.0, "ttfb_ms": 10.0, "upstream_ms": 9.0,
-        "request_content_type": "application/json",
-        "request_body": orjson.dumps({"model": "support", "messages": []}),
-        "response_content_type": "application/json", "response_body": b"", "stream": False,
-    }  # fmt: skip
-    base.update(fields)
-    return Exchange(**base)  # type: ignore[arg-type]
 
 
 def build(ex: Exchange, policy: str = "full", max_body_bytes: int = 1 << 20):  # type: ignore[no-untyped-def]

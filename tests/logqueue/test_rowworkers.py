@@ -19,9 +19,9 @@ import pytest
 from sidecar.logqueue.rowbuild import BuildOptions, BuiltBatch
 from sidecar.logqueue.rowworkers import RowBuilder
 from sidecar.settings import ComplianceSettings, SchemaRuleSettings
+from sidecar.testing.factories import exchange
 from tests.helpers import wait_for
 from tests.logqueue.faults import DIE, STALL, build_with_faults
-from tests.logqueue.test_rows import exchange
 
 SCHEMAS = str(Path(__file__).resolve().parents[2] / "schemas")
 CATALOG = {"tiny": None, "support": "tiny"}

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import socket
 import threading
 import time
@@ -23,56 +22,8 @@ from sidecar.store.engine import create_engine
 from sidecar.store.migrate import upgrade
 from sidecar.store.models import requests_table
 from sidecar.store.writes import insert_requests, is_connectivity_error, sanitize_json
+from sidecar.testing.factories import logged_request as make_row
 from sidecar.testing.tcp_relay import tcp_relay
-
-STARTED = datetime(2025, 5, 1, 12, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
-
-
-def make_row(**changes: Any) -> LoggedRequest:
-    """A realistic non-streamed chat completion row; ``changes`` override fields."""
-    row = LoggedRequest(
-        id=secrets.token_hex(16),
-        client_request_id="client-7",
-        completion_id=f"chatcmpl-{secrets.token_hex(8)}",
-        started_at=STARTED,
-        method="POST",
-        path="/v1/chat/completions",
-        status=200,
-        latency_ms=182.5,
-        ttfb_ms=40.25,
-        ttft_ms=None,
-        upstream_ms=12.0,
-        stream=False,
-        model="support-lora",
-        base_model="tiny",
-        adapter="support-lora",
-        prompt_tokens=120,
-        completion_tokens=48,
-        total_tokens=168,
-        finish_reason="stop",
-        request_body={
-            "model": "support-lora",
-            "messages": [{"role": "user", "content": "Ticket: printer on fire ✓ café"}],
-            "temperature": 0.2,
-        },
-        response_body={
-            "id": "chatcmpl-1",
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": '{"priority": "high"}'}}
-            ],
-            "usage": {"prompt_tokens": 120, "completion_tokens": 48, "total_tokens": 168},
-        },
-        error_kind=None,
-        error_message=None,
-        cancelled=False,
-        client_key_hash="9f" * 16,
-        body_policy="full",
-        schema_name="support_triage",
-        schema_verdict="valid",
-        schema_error_count=0,
-        schema_errors=[],
-    )
-    return dataclasses.replace(row, **changes)
 
 
 async def stored(engine: AsyncEngine) -> dict[str, dict[str, Any]]:
