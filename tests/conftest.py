@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sidecar.store.engine import create_engine
 from sidecar.store.migrate import upgrade
 
-pytest_plugins = ["tests.fixtures"]
+pytest_plugins = ["sidecar.testing.pytest_plugin"]
 
 POSTGRES_URL_VARIABLE = "SIDECAR_TEST_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql://root@127.0.0.1:5432/postgres"

@@ -4,34 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from sidecar.settings import Settings, load_settings
 from sidecar.store.models import RequestRow
+from sidecar.testing.harness import sidecar_settings
+
+__all__ = ["fetch_rows", "sidecar_settings", "sync_url", "wait_for", "wait_for_rows"]
 
 T = TypeVar("T")
-
-
-def sidecar_settings(
-    upstream_url: str, database_url: str, spool_dir: Path, **sections: dict[str, Any]
-) -> Settings:
-    """Settings for a sidecar under test: free ports, a private spool, a fast writer."""
-    overrides: dict[str, dict[str, Any]] = {
-        "proxy": {"host": "127.0.0.1", "port": 0},
-        "admin": {"port": 0},
-        "upstream": {"url": upstream_url, "models_refresh_s": 0.5},
-        "database": {"url": database_url},
-        "spool": {"dir": str(spool_dir)},
-        # Rows built in-process: a worker process per test sidecar would cost ~1 s of CPU each.
-        # The subprocess tests (durability, replicas) and test_rowworkers cover the workers.
-        "writer": {"idle_poll_s": 0.05, "retry_initial_s": 0.05, "retry_max_s": 0.5, "workers": 0},
-    }
-    for section, values in sections.items():
-        overrides.setdefault(section, {}).update(values)
-    return load_settings(env={}, overrides=overrides)
 
 
 def sync_url(url: str) -> str:
