@@ -19,6 +19,7 @@ from sidecar.store.writes import insert_requests
 from sidecar.testing.servers import start_server
 from sidecar.testing.webhook_sink import WebhookSink
 from tests.alerts.test_job import P95
+from tests.cli.configs import config
 from tests.reports.test_reports import row
 
 
@@ -72,5 +73,28 @@ def test_test_command_sends_a_marked_alert(tmp_path: Path) -> None:
         )
         assert missing.exit_code == 2
         assert "configured: slack, log" in missing.output
+    finally:
+        server.stop()
+
+
+def test_alerts_test_accepts_the_notifier_kind_when_there_is_one_of_it(tmp_path: Path) -> None:
+    sink = WebhookSink()
+    server = start_server(sink)
+    try:
+        path = config(tmp_path, alerts={"webhook_urls": [f"{server.url}/hook"]})
+        result = CliRunner().invoke(
+            main, ["alerts", "test", "--notifier", "webhook", "--config", str(path)]
+        )
+        assert result.exit_code == 0, result.output
+        assert "webhook-0: test alert delivered" in result.output
+        assert len(sink.received["/hook"]) == 1
+        two = config(tmp_path, alerts={"webhook_urls": [f"{server.url}/a", f"{server.url}/b"]})
+        ambiguous = CliRunner().invoke(
+            main, ["alerts", "test", "--notifier", "webhook", "--config", str(two)]
+        )
+        assert ambiguous.exit_code == 2
+        assert "2 webhook notifiers are configured: name one of webhook-0, webhook-1" in (
+            ambiguous.output
+        )
     finally:
         server.stop()

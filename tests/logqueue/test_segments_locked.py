@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.testing.servers import RunningServer
-from tests.logqueue.test_durability import sidecar_process, write_config
+from tests.logqueue.test_writer_durability import sidecar_process, write_config
 
 __all__ = ["sidecar_process"]  # the fixture, used below
 
