@@ -18,6 +18,7 @@ LATENCY_BUCKETS_S = (
 )  # fmt: skip
 SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 TTFT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+JOB_OUTCOMES = ("ok", "failed", "skipped")  # of one round of a job loop (sidecar.scheduler)
 
 
 class LabelLimiter:
@@ -213,6 +214,16 @@ class SidecarMetrics:
             "sidecar_drift_rounds", "Drift loop rounds (a run, or none due): ok, or skipped "
             "(database unreachable, or the round failed).", ["result"], registry=r,
         )  # fmt: skip
+        self.job_rounds = Counter(
+            "sidecar_job_rounds",
+            "Rounds of each background job loop (alerts, judge, drift), by outcome: ok, failed "
+            "(the round raised; the loop goes on), skipped (the previous round was still running).",
+            ["job", "outcome"], registry=r,
+        )  # fmt: skip
+        # The per-job counters from before sidecar_job_rounds_total, kept for dashboards: their
+        # "skipped" is a failed round (a round never overlapped another there).
+        self._job_results = {"alerts": self.alert_rounds, "judge": self.judge_rounds,
+                             "drift": self.drift_rounds}  # fmt: skip
         self.upstream_up = Gauge(
             "sidecar_upstream_up", "1 when the last upstream health check succeeded.", registry=r
         )
@@ -232,3 +243,10 @@ class SidecarMetrics:
             "head_too_large).",
             ["reason"], registry=r,
         )  # fmt: skip
+
+    def count_round(self, job: str, outcome: str) -> None:
+        """One round of a job loop (``outcome`` in :data:`JOB_OUTCOMES`)."""
+        self.job_rounds.labels(job, outcome).inc()
+        per_job = self._job_results.get(job)
+        if per_job is not None and outcome != "skipped":
+            per_job.labels("ok" if outcome == "ok" else "skipped").inc()

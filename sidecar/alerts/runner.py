@@ -5,8 +5,7 @@ false "resolved"."""
 from __future__ import annotations
 
 import asyncio
-import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
 import aiohttp
 import sqlalchemy as sa
@@ -16,11 +15,10 @@ from sidecar.alerts.job import deliver_round, evaluate_round
 from sidecar.alerts.readers import RuleDefinition
 from sidecar.metrics import SidecarMetrics
 from sidecar.notifiers.delivery import LogNotifier, Notifier, SlackNotifier, WebhookNotifier
+from sidecar.scheduler import run_every
 from sidecar.settings import AlertSettings
 from sidecar.store.models import alert_state_table
 from sidecar.store.writes import is_connectivity_error
-
-logger = logging.getLogger("sidecar.alerts")
 
 
 def build_notifiers(settings: AlertSettings) -> dict[str, Notifier]:
@@ -45,21 +43,14 @@ async def run_alerts(
     await ready.wait()  # the schema exists
     notifiers = build_notifiers(settings)
     async with aiohttp.ClientSession() as session:
-        while True:
-            await asyncio.sleep(settings.interval_s)
-            now = datetime.now(UTC)
-            try:
-                await evaluate_round(engine, rules, notifiers, now)
-                await deliver_round(engine, notifiers, session, now)
-                await _export_firing(engine, metrics, rules)
-            except Exception as exc:
-                metrics.alert_rounds.labels("skipped").inc()
-                if is_connectivity_error(exc):
-                    logger.debug("alert round skipped: database unreachable (%s)", exc)
-                else:
-                    logger.exception("alert round failed")
-                continue
-            metrics.alert_rounds.labels("ok").inc()
+
+        async def one_round(now: datetime) -> None:
+            await evaluate_round(engine, rules, notifiers, now)
+            await deliver_round(engine, notifiers, session, now)
+            await _export_firing(engine, metrics, rules)
+
+        await run_every("alerts", settings.interval_s, one_round, metrics=metrics,
+                        is_outage=is_connectivity_error)  # fmt: skip
 
 
 async def _export_firing(

@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -39,6 +39,7 @@ from sidecar.drift.semantic import MAX_SAMPLES, PERMUTATION_SEED, embedding_drif
 from sidecar.drift.stats import DriftOptions, numerical_drift
 from sidecar.metrics import SidecarMetrics
 from sidecar.records import FeatureDrift
+from sidecar.scheduler import run_every
 from sidecar.settings import DriftSettings
 from sidecar.store.baselines import DRIFT, active_baselines
 from sidecar.store.drift import (
@@ -271,23 +272,17 @@ async def run_drift_loop(
 ) -> None:
     """Every few seconds: try a run (only one replica per ``interval_s`` runs; the others find it
     done with one query) and bring the gauges to the newest stored run."""
-    await ready.wait()
     shown: str | None = None
-    while True:
-        await asyncio.sleep(min(GAUGE_REFRESH_S, settings.interval_s))
-        try:
-            checks = await run_drift(engine, settings, metrics, datetime.now(UTC))
-            shown = await refresh_gauges(engine, metrics, shown)
-        except Exception as exc:
-            metrics.drift_rounds.labels("skipped").inc()
-            if is_connectivity_error(exc):
-                logger.debug("drift run skipped: database unreachable (%s)", exc)
-            else:
-                logger.exception("drift run failed")
-            continue
-        metrics.drift_rounds.labels("ok").inc()
+
+    async def one_round(now: datetime) -> None:
+        nonlocal shown
+        checks = await run_drift(engine, settings, metrics, now)
+        shown = await refresh_gauges(engine, metrics, shown)
         for check in checks or ():
             drifted = [result.feature for result in check.results if result.drifted]
             if drifted:
                 logger.warning("drift for model=%s adapter=%s in: %s", check.model,
                                check.adapter, ", ".join(drifted))  # fmt: skip
+
+    await run_every("drift", min(GAUGE_REFRESH_S, settings.interval_s), one_round,
+                    metrics=metrics, is_outage=is_connectivity_error, ready=ready)  # fmt: skip

@@ -73,9 +73,7 @@ class Rubrics:
             SamplingRule(
                 rule.name,
                 settings.sample_rate if rule.sample_rate is None else rule.sample_rate,
-                rule.model,
-                rule.adapter,
-                rule.schema,
+                rule.scope,
                 rule.rubric,
             )
             for rule in settings.rules
@@ -83,7 +81,7 @@ class Rubrics:
         self._loaded = {path: load_rubric(path) for rule in self.rules if (path := rule.rubric)}
 
     def for_request(self, model: str | None, adapter: str | None, schema: str | None) -> Rubric:
-        rule = next((r for r in self.rules if r.matches(model, adapter, schema)), None)
+        rule = next((r for r in self.rules if r.scope.matches(model, adapter, schema=schema)), None)
         return self._loaded[rule.rubric] if rule is not None and rule.rubric else self.default
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from sidecar.judge.job import JudgeJob, batch_window, next_batch_time
 from sidecar.records import SampleReason
+from sidecar.scheduler import run_every
 from sidecar.store.judgements import batch_turn
 from sidecar.store.writes import is_connectivity_error
 
@@ -21,33 +22,26 @@ async def run_judge(job: JudgeJob, ready: asyncio.Event) -> None:
     settings = job.settings
     cron = settings.batch_cron
     due = next_batch_time(cron, datetime.now(UTC)) if cron else None
+
+    async def one_round(now: datetime) -> None:
+        nonlocal due
+        result = await job.run_round(now)
+        if result.claimed:
+            logger.info(
+                "judge round: %d claimed, %d scored, %d errors, %d unjudgeable, %d unavailable",
+                result.claimed,
+                result.scored,
+                result.errors,
+                result.unjudgeable,
+                result.unavailable,
+            )
+        if cron and due is not None and now >= due:
+            await _batch(job, due, now)
+            due = next_batch_time(cron, now)
+
     try:
-        while True:
-            await asyncio.sleep(settings.interval_s)
-            now = datetime.now(UTC)
-            try:
-                result = await job.run_round(now)
-                if result.claimed:
-                    logger.info(
-                        "judge round: %d claimed, %d scored, %d errors, %d unjudgeable, "
-                        "%d unavailable",
-                        result.claimed,
-                        result.scored,
-                        result.errors,
-                        result.unjudgeable,
-                        result.unavailable,
-                    )
-                if cron and due is not None and now >= due:
-                    await _batch(job, due, now)
-                    due = next_batch_time(cron, now)
-            except Exception as exc:
-                job.metrics.judge_rounds.labels("skipped").inc()
-                if is_connectivity_error(exc):
-                    logger.debug("judge round skipped: database unreachable (%s)", exc)
-                else:
-                    logger.exception("judge round failed")
-                continue
-            job.metrics.judge_rounds.labels("ok").inc()
+        await run_every("judge", settings.interval_s, one_round, metrics=job.metrics,
+                        is_outage=is_connectivity_error)  # fmt: skip
     finally:
         await job.client.close()
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sidecar.records import (
     FAILED_VERDICTS,
     JUDGEABLE_PATHS,
     LoggedRequest,
     SampleReason,
+    ScopeMatch,
 )
 
 MAX_STRATA = 10_000  # bounded memory whatever names clients send
@@ -30,21 +31,12 @@ MAX_STRATA = 10_000  # bounded memory whatever names clients send
 
 @dataclass(frozen=True, slots=True)
 class SamplingRule:
-    """Traffic a rate applies to; ``None`` matches anything."""
+    """The rate (and rubric) for the traffic in ``scope`` (model / adapter / schema)."""
 
     name: str
     rate: float
-    model: str | None = None
-    adapter: str | None = None
-    schema: str | None = None
+    scope: ScopeMatch = field(default_factory=ScopeMatch)  # matches everything
     rubric: str | None = None
-
-    def matches(self, model: str | None, adapter: str | None, schema: str | None) -> bool:
-        return (
-            (self.model is None or self.model == model)
-            and (self.adapter is None or self.adapter == adapter)
-            and (self.schema is None or self.schema == schema)
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +49,9 @@ class SamplingPolicy:
     def rule_for(
         self, model: str | None, adapter: str | None, schema: str | None
     ) -> SamplingRule | None:
-        return next((rule for rule in self.rules if rule.matches(model, adapter, schema)), None)
+        return next(
+            (rule for rule in self.rules if rule.scope.matches(model, adapter, schema=schema)), None
+        )
 
 
 Stratum = tuple[str | None, str | None, str | None]

@@ -4,6 +4,7 @@ Stages meet only through these frozen records and the store; none of them import
 for a type. ``traffic``: the proxy's :class:`Exchange`, the writer's :class:`LoggedRequest`,
 verdicts, feedback, model identity. ``alerts``: scopes, states, transitions, silences.
 ``quality``: sample reasons and score summaries. ``drift``: one feature's comparison.
+``scopes``: which traffic a configured rule applies to.
 """
 
 from sidecar.records.alerts import (
@@ -23,6 +24,7 @@ from sidecar.records.quality import (
     SampleReason,
     ScoreSummary,
 )
+from sidecar.records.scopes import ScopeMatch
 from sidecar.records.traffic import (
     ErrorKind,
     Exchange,
@@ -53,6 +55,7 @@ __all__ = [
     "SchemaIssue",
     "SchemaVerdict",
     "Scope",
+    "ScopeMatch",
     "ScoreSummary",
     "Silence",
     "Statistic",

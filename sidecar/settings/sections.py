@@ -7,6 +7,7 @@ from typing import Literal
 
 import msgspec
 
+from sidecar.records import ScopeMatch
 from sidecar.settings.checks import check_values
 
 DEFAULT_UPSTREAM_URL = "http://127.0.0.1:8000"
@@ -82,6 +83,10 @@ class SchemaRuleSettings(_Section, frozen=True):
     adapter: str | None = None
     path: str | None = None
     allow_fenced: bool | None = None
+
+    @property
+    def scope(self) -> ScopeMatch:
+        return ScopeMatch(self.model, self.adapter, path=self.path)
 
 
 class ComplianceSettings(_Section, frozen=True):
@@ -167,6 +172,10 @@ class JudgeRuleSettings(_Section, frozen=True):
     schema: str | None = None
     sample_rate: float | None = None  # default: judge.sample_rate
     rubric: str | None = None  # a rubric YAML file; default: the built-in rubric
+
+    @property
+    def scope(self) -> ScopeMatch:
+        return ScopeMatch(self.model, self.adapter, self.schema)
 
 
 class JudgeSettings(_Section, frozen=True):

@@ -27,8 +27,7 @@ class Compliance:
         self.directory = directory
         self.registry = SchemaRegistry.load(directory, missing_ok=not reload)
         self.rules = [
-            SchemaRule(rule.schema, rule.model, rule.adapter, rule.path, rule.allow_fenced)
-            for rule in settings.rules
+            SchemaRule(rule.schema, rule.scope, rule.allow_fenced) for rule in settings.rules
         ]
         self.allow_fenced = settings.allow_fenced
         self.enabled = settings.enabled

@@ -11,10 +11,10 @@ each returned tool call's arguments are checked against that function's
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sidecar.records import SchemaIssue, SchemaVerdict, Verdict
+from sidecar.records import SchemaIssue, SchemaVerdict, ScopeMatch, Verdict
 from sidecar.validators.registry import SchemaRegistry
 from sidecar.validators.verdict import Target, judge
 
@@ -23,18 +23,11 @@ JSON_OBJECT_SCHEMA = {"type": "object"}
 
 @dataclass(frozen=True, slots=True)
 class SchemaRule:
-    schema: str
-    model: str | None = None
-    adapter: str | None = None
-    path: str | None = None
-    allow_fenced: bool | None = None  # None: the global default
+    """The schema for the traffic in ``scope`` (model / adapter / path)."""
 
-    def matches(self, model: str | None, adapter: str | None, path: str) -> bool:
-        return (
-            (self.model is None or self.model == model)
-            and (self.adapter is None or self.adapter == adapter)
-            and (self.path is None or self.path == path)
-        )
+    schema: str
+    scope: ScopeMatch = field(default_factory=ScopeMatch)  # matches everything
+    allow_fenced: bool | None = None  # None: the global default
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +82,12 @@ def _outputs(response: Any) -> tuple[str | None, list[dict[str, Any]]]:
     return (text if isinstance(text, str) else None), []
 
 
+def _rule_for(exchanged: Exchanged, rules: Sequence[SchemaRule]) -> SchemaRule | None:
+    """The first rule whose scope takes the exchange's model / adapter / path."""
+    model, adapter, path = exchanged.model, exchanged.adapter, exchanged.path
+    return next((rule for rule in rules if rule.scope.matches(model, adapter, path=path)), None)
+
+
 def applies(exchanged: Exchanged, rules: Sequence[SchemaRule]) -> bool:
     """Cheap pre-check: could :func:`check` find a schema for this exchange?"""
     if exchanged.response is None or not exchanged.path.endswith("completions"):
@@ -98,7 +97,7 @@ def applies(exchanged: Exchanged, rules: Sequence[SchemaRule]) -> bool:
     request = exchanged.request if isinstance(exchanged.request, dict) else {}
     if _request_schema(request) is not None or request.get("tools"):
         return True
-    return any(rule.matches(exchanged.model, exchanged.adapter, exchanged.path) for rule in rules)
+    return _rule_for(exchanged, rules) is not None
 
 
 def schema_name(exchanged: Exchanged, rules: Sequence[SchemaRule]) -> str | None:
@@ -110,8 +109,7 @@ def schema_name(exchanged: Exchanged, rules: Sequence[SchemaRule]) -> str | None
     chosen = _request_schema(request)
     if chosen is not None:
         return chosen[0]
-    rule = next((rule for rule in rules
-                 if rule.matches(exchanged.model, exchanged.adapter, exchanged.path)), None)  # fmt: skip
+    rule = _rule_for(exchanged, rules)
     return exchanged.schema_header or (rule.schema if rule else None)
 
 
@@ -137,14 +135,7 @@ def check(
         return judge(
             name, [Target(text, compiled, allow_fence=allow_fenced)], exchanged.finish_reason
         )
-    rule = next(
-        (
-            rule
-            for rule in rules
-            if rule.matches(exchanged.model, exchanged.adapter, exchanged.path)
-        ),
-        None,
-    )
+    rule = _rule_for(exchanged, rules)
     named = exchanged.schema_header or (rule.schema if rule else None)
     if named is None:
         return None

@@ -5,7 +5,7 @@ import random
 import statistics
 
 from sidecar.judge.sampling import Sampler, SamplingRule, sampling_policy
-from sidecar.records import UNBIASED_REASONS, SampleReason
+from sidecar.records import UNBIASED_REASONS, SampleReason, ScopeMatch
 from sidecar.testing.factories import logged_request as make_row
 
 ROW = make_row(schema_verdict="valid")
@@ -35,7 +35,7 @@ def test_quiet_strata_still_get_their_floor_each_window() -> None:
 
 
 def test_a_zero_rate_rule_samples_nothing_not_even_the_floor() -> None:
-    off = SamplingRule("off", 0.0, adapter="private-adapter")
+    off = SamplingRule("off", 0.0, ScopeMatch(adapter="private-adapter"))
     chosen = sampler(1.0, floor=5, rules=(off,))
     private = dataclasses.replace(ROW, adapter="private-adapter")
     assert all(chosen.decide(private, 0.0) is None for _ in range(50))

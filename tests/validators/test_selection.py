@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from sidecar.records import Verdict
+from sidecar.records import ScopeMatch, Verdict
 from sidecar.validators.registry import SchemaRegistry
 from sidecar.validators.selection import Exchanged, SchemaRule, check
 
@@ -87,8 +87,8 @@ def test_header_names_a_registered_schema() -> None:
 
 def test_first_matching_rule_applies() -> None:
     rules = [
-        SchemaRule("code_review", adapter="legal"),
-        SchemaRule("support_triage", model="support"),
+        SchemaRule("code_review", ScopeMatch(adapter="legal")),
+        SchemaRule("support_triage", ScopeMatch(model="support")),
     ]
     result = check(exchanged({}, chat(TRIAGE_OK)), REGISTRY, rules)
     assert result is not None
