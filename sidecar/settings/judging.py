@@ -79,7 +79,14 @@ class JudgeSettings(Section, frozen=True):
             ),
         ),
     ] = "https://api.openai.com/v1"
-    model: Annotated[str, Meta(description=("The judge model."))] = "gpt-4o-mini"
+    model: Annotated[
+        str,
+        Meta(
+            description=(
+                "The judge model, as the endpoint names it (a stronger model than the one judged)."
+            )
+        ),
+    ] = "gpt-4o-mini"
     api_key: Annotated[
         str | None,
         Meta(
@@ -140,15 +147,31 @@ class JudgeSettings(Section, frozen=True):
     interval_s: Annotated[
         PositiveFloat, Meta(description=("How often each sidecar claims and judges new samples."))
     ] = 30.0
-    batch_size: Annotated[PositiveInt, Meta(description=("Samples claimed per round."))] = 20
+    batch_size: Annotated[
+        PositiveInt,
+        Meta(description=("Samples each sidecar claims per round (every `interval_s`).")),
+    ] = 20
     lookback_s: Annotated[
         PositiveFloat,
         Meta(description=("How far back samples are picked up (and the periodic batch's window).")),
     ] = 7 * 86400.0
     concurrency: Annotated[
-        PositiveInt, Meta(description=("Judge calls in flight per sidecar."))
+        PositiveInt,
+        Meta(
+            description=(
+                "Judge calls in flight per sidecar; lower it when the judge endpoint answers `429`."
+            )
+        ),
     ] = 4
-    timeout_s: Annotated[PositiveFloat, Meta(description=("Per judge call."))] = 60.0
+    timeout_s: Annotated[
+        PositiveFloat,
+        Meta(
+            description=(
+                "Longest one judge call may take; past it the call counts as a timeout and is retried "
+                "(`max_retries`)."
+            )
+        ),
+    ] = 60.0
     max_retries: Annotated[
         NonNegativeInt,
         Meta(

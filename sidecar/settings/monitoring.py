@@ -276,7 +276,7 @@ class EmbeddingSettings(Section, frozen=True):
         Literal["static", "minilm"],
         Meta(
             description=(
-                "`static` (257 bytes per vector, about 40 us a request) or `minilm` (all-MiniLM-L6-v2, "
+                "`static` (257 bytes per vector, the fast default) or `minilm` (all-MiniLM-L6-v2, "
                 "385 bytes per vector, reads word order; about 14 ms a request, 400x static; needs `pip "
                 "install 'vllm-sidecar[embeddings-minilm]'`)."
             )

@@ -34,10 +34,22 @@ class DatabaseSettings(Section, frozen=True):
         ),
     ] = True
     pool_size: Annotated[
-        PositiveInt, Meta(description=("Connections the sidecar keeps to the database."))
+        PositiveInt,
+        Meta(
+            description=(
+                "Connections each sidecar keeps to the database, shared by the writer, the jobs and "
+                "the admin reports; raise it when they queue for a connection."
+            )
+        ),
     ] = 5
     statement_timeout_s: Annotated[
-        PositiveFloat, Meta(description=("Longest a report query may run."))
+        PositiveFloat,
+        Meta(
+            description=(
+                "Longest a report may run (`sidecar report`, the admin port's reports); past it the "
+                "query is cancelled and the error says this key."
+            )
+        ),
     ] = 30.0
 
 
@@ -104,7 +116,12 @@ class SpoolSettings(Section, frozen=True):
         ),
     ] = "interval"
     fsync_interval_s: Annotated[
-        PositiveFloat, Meta(description=("Interval for `fsync: interval`."))
+        PositiveFloat,
+        Meta(
+            description=(
+                "Seconds between fsyncs with `fsync: interval`: the most a machine crash can lose."
+            )
+        ),
     ] = 1.0
     full_policy: Annotated[
         Literal["drop_new"],
@@ -137,7 +154,13 @@ class WriterSettings(Section, frozen=True):
         ),
     ] = 1
     batch_size: Annotated[
-        PositiveInt, Meta(description=("Most rows inserted per transaction."))
+        PositiveInt,
+        Meta(
+            description=(
+                "Most rows inserted per transaction; larger batches write heavy traffic in fewer "
+                "transactions."
+            )
+        ),
     ] = 500
     linger_s: Annotated[
         PositiveFloat,

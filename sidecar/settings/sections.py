@@ -101,7 +101,15 @@ class UpstreamSettings(Section, frozen=True):
 class ProxySettings(Section, frozen=True):
     """The port clients call instead of vLLM: every path except `/sidecar/` is forwarded."""
 
-    host: Annotated[str, Meta(description=("Proxy listen address."))] = "0.0.0.0"
+    host: Annotated[
+        str,
+        Meta(
+            description=(
+                "Proxy listen address: `0.0.0.0` takes clients from any interface, `127.0.0.1` only "
+                "from this host."
+            )
+        ),
+    ] = "0.0.0.0"
     port: Annotated[
         Port,
         Meta(
@@ -185,7 +193,12 @@ class AdminSettings(Section, frozen=True):
             )
         ),
     ] = "127.0.0.1"
-    port: Annotated[Port, Meta(description=("Admin port."))] = 8081
+    port: Annotated[
+        Port,
+        Meta(
+            description=("Admin port, where Prometheus scrapes `/metrics`. `0` picks a free port.")
+        ),
+    ] = 8081
     token: Annotated[
         str | None,
         Meta(
