@@ -8,13 +8,13 @@ from what was loaded.
 from __future__ import annotations
 
 import re
-import typing
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import msgspec.inspect as mi
 
 from sidecar.settings.sections import Settings
+from sidecar.settings.values import declared_literal, unwrap
 
 _AT = re.compile(r" - at `\$\.?(.*)`$")
 _STEP = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[(\.\.\.)\]")  # [...]: a mapping's key
@@ -30,10 +30,10 @@ def explain(error: msgspec.ValidationError, raw: dict[str, Any]) -> str:
     if unknown:
         key = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
         return f"{key}: unknown key (check the spelling; docs/configuration.md lists every key)"
-    choices = literal_choices(path)
+    choices = _literal_choices(path)
     if choices and reason.startswith("Invalid enum value"):
         return f"{path}: {reason}; use one of {', '.join(choices)}"
-    must = _must(field_type(path), metadata_extra(path)) if _breaks_a_bound(reason) else None
+    must = _must(*_declared(path)) if _breaks_a_bound(reason) else None
     if must is None:
         return f"{path or 'config'}: {reason}"
     if "[...]" in path:  # msgspec does not say which mapping key
@@ -46,10 +46,10 @@ def _breaks_a_bound(reason: str) -> bool:
     return bool(re.match(r"Expected `\w+` (?:[<>]=?|matching regex) ", reason))
 
 
-def _must(node: Any, extra: dict[str, Any]) -> str | None:
-    """What the value must be, in words (``greater than 0``), from the declared constraint."""
-    if "must" in extra:
-        return str(extra["must"])
+def _must(node: Any, meta: dict[str, Any]) -> str | None:
+    """What the value must be, in words (``be greater than 0``), from the declared constraint."""
+    if "must" in meta:
+        return str(meta["must"])
     bounds = [
         (getattr(node, name, None), words)
         for name, words in (("gt", "greater than"), ("ge", "at least"),
@@ -73,78 +73,36 @@ def _steps(path: str) -> list[str | int]:
     return steps
 
 
-def _walk(path: str) -> list[Any]:
-    """The layers of the type declared at ``path``: its Metadata wrappers, down to the bare type."""
+def _declared(path: str) -> tuple[Any, dict[str, Any]]:
+    """The bare type declared at ``path`` and its metadata; ``(None, {})`` for an unknown path."""
     node: Any = mi.type_info(Settings)
     for step in _steps(path):
-        node = _bare(node, [])
+        node = unwrap(node)[0]
         if isinstance(node, mi.StructType) and isinstance(step, str):
             fields = {field.name: field.type for field in node.fields}
             if step not in fields:
-                return []
+                return None, {}
             node = fields[step]
         elif isinstance(node, mi.ListType):
             node = node.item_type
         elif isinstance(node, mi.DictType):
             node = node.value_type
         else:
-            return []
-    nodes: list[Any] = []
-    _bare(node, nodes)
-    return nodes
+            return None, {}
+    return unwrap(node)
 
 
-def _bare(node: Any, seen: list[Any]) -> Any:
-    """``node`` without its Metadata wrappers and its ``| None``; every layer goes to ``seen``."""
-    while True:
-        seen.append(node)
-        if isinstance(node, mi.Metadata):
-            node = node.type
-        elif isinstance(node, mi.UnionType):
-            others = [member for member in node.types if not isinstance(member, mi.NoneType)]
-            if len(others) != 1:
-                return node
-            node = others[0]
-        else:
-            return node
-
-
-def field_type(path: str) -> Any:
-    """The declared type at a dotted path, bare of metadata and ``None`` (``None`` if unknown)."""
-    nodes = _walk(path)
-    return nodes[-1] if nodes else None
-
-
-def metadata_extra(path: str) -> dict[str, Any]:
-    """The ``Meta(extra=...)`` of the field at ``path`` (its alias's first, the field's over)."""
-    merged: dict[str, Any] = {}
-    for node in _walk(path):
-        if isinstance(node, mi.Metadata) and node.extra:
-            merged.update(node.extra)
-    return merged
-
-
-def literal_choices(path: str) -> list[str]:
+def _literal_choices(path: str) -> list[str]:
     """The allowed values of a ``Literal`` setting at ``path``, in declared order (else empty)."""
     steps = _steps(path)
     last = max((i for i, step in enumerate(steps) if isinstance(step, str)), default=None)
     if last is None:
         return []
     owner = "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in steps[:last])
-    layers = _walk(owner.lstrip("."))
-    if not layers or not isinstance(layers[-1], mi.StructType):
+    struct = _declared(owner.lstrip("."))[0]
+    if not isinstance(struct, mi.StructType):
         return []
-    return declared_literal(layers[-1].cls, str(steps[last]))
-
-
-def declared_literal(struct: type, name: str) -> list[str]:
-    """The values of the ``Literal`` in field ``name``'s annotation, in the order written (msgspec's
-    own type info sorts them); empty when it has none."""
-    annotation: Any = typing.get_type_hints(struct, include_extras=True).get(name)
-    while annotation is not None and typing.get_origin(annotation) is not Literal:
-        arguments = [a for a in typing.get_args(annotation) if a is not type(None)]
-        annotation = arguments[0] if arguments else None
-    return [str(value) for value in typing.get_args(annotation)] if annotation else []
+    return declared_literal(struct.cls, str(steps[last]))
 
 
 def _value_at(raw: Any, path: str) -> Any:

@@ -65,8 +65,8 @@ class JudgeSettings(Section, frozen=True):
         bool,
         Meta(
             description=(
-                "Score a sample of traffic with an LLM judge (docs/judge.md). Off until you point it at "
-                "an endpoint."
+                "Score a sample of traffic with an LLM judge (docs/judge.md). Off until you point "
+                "it at an endpoint."
             )
         ),
     ] = False
@@ -130,8 +130,8 @@ class JudgeSettings(Section, frozen=True):
         Meta(
             extra={"default": "built-in"},
             description=(
-                "Rubric YAML for traffic no rule matches; the built-in scores correctness, helpfulness, "
-                "format and tone on 1-5."
+                "Rubric YAML for traffic no rule matches; the built-in scores correctness, "
+                "helpfulness, format and tone on 1-5."
             ),
         ),
     ] = None
@@ -167,8 +167,8 @@ class JudgeSettings(Section, frozen=True):
         PositiveFloat,
         Meta(
             description=(
-                "Longest one judge call may take; past it the call counts as a timeout and is retried "
-                "(`max_retries`)."
+                "Longest one judge call may take; past it the call counts as a timeout and is "
+                "retried (`max_retries`)."
             )
         ),
     ] = 60.0
@@ -176,8 +176,8 @@ class JudgeSettings(Section, frozen=True):
         NonNegativeInt,
         Meta(
             description=(
-                "Retries on 429 (waiting `Retry-After`), 5xx, timeouts and refused connections, with "
-                "exponential backoff from 0.5 s."
+                "Retries on 429 (waiting `Retry-After`), 5xx, timeouts and refused connections, "
+                "with exponential backoff from 0.5 s."
             )
         ),
     ] = 3
@@ -193,8 +193,8 @@ class JudgeSettings(Section, frozen=True):
         NonNegativeInt,
         Meta(
             description=(
-                "Daily cap on judge calls over all replicas (UTC day). At the cap sampling pauses until "
-                "the next day."
+                "Daily cap on judge calls over all replicas (UTC day). At the cap sampling pauses "
+                "until the next day."
             )
         ),
     ] = 2000
@@ -222,8 +222,8 @@ class JudgeSettings(Section, frozen=True):
         NonNegativeInt,
         Meta(
             description=(
-                "Without a quality baseline, the first N unbiased scores per model/adapter become it "
-                "(0: only `sidecar baseline set`)."
+                "Without a quality baseline, the first N unbiased scores per model/adapter become "
+                "it (0: only `sidecar baseline set`)."
             )
         ),
     ] = 200
@@ -286,7 +286,8 @@ class CostSettings(Section, frozen=True):
         NonNegativeInt,
         Meta(
             description=(
-                "Tokens of the long system prompt / few-shot examples a general API model would need "
+                "Tokens of the long system prompt / few-shot examples a general API model would "
+                "need "
                 'and the fine-tuned model does not: the report\'s "hidden saving".'
             )
         ),
@@ -295,9 +296,10 @@ class CostSettings(Section, frozen=True):
         dict[str, ApiPrice],
         Meta(
             description=(
-                "Per-model API prices per 1M tokens, merged over the shipped 2024-08 OpenAI list prices "
-                "for `gpt-4o` ($2.50 / $10.00), `gpt-4o-mini` ($0.15 / $0.60) and `ft:gpt-4o-mini` "
-                "($0.30 / $1.20): `{MODEL: {input_per_million_usd: ..., output_per_million_usd: ...}}`."
+                "Per-model API prices per 1M tokens, merged over the shipped 2024-08 OpenAI list "
+                "prices for `gpt-4o` ($2.50 / $10.00), `gpt-4o-mini` ($0.15 / $0.60) and "
+                "`ft:gpt-4o-mini` ($0.30 / $1.20): `{MODEL: {input_per_million_usd: ..., "
+                "output_per_million_usd: ...}}`."
             )
         ),
     ] = msgspec.field(default_factory=dict)

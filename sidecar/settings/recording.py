@@ -19,8 +19,8 @@ class DatabaseSettings(Section, frozen=True):
         Meta(
             extra={"allowed": "a `postgresql://`, `postgres://` or `sqlite:///` URL"},
             description=(
-                "`postgresql://user@host:5432/db` or `sqlite:///path.db`; the async driver is picked "
-                "for you. Env: `SIDECAR_DATABASE_URL`."
+                "`postgresql://user@host:5432/db` or `sqlite:///path.db`; the async driver is "
+                "picked for you. Env: `SIDECAR_DATABASE_URL`."
             ),
         ),
     ] = DEFAULT_DATABASE_URL
@@ -28,8 +28,8 @@ class DatabaseSettings(Section, frozen=True):
         bool,
         Meta(
             description=(
-                "`serve` upgrades the schema at start (`--no-migrate` turns it off; run `sidecar db "
-                "upgrade` yourself then)."
+                "`serve` upgrades the schema at start (`--no-migrate` turns it off; run `sidecar "
+                "db upgrade` yourself then)."
             )
         ),
     ] = True
@@ -37,8 +37,8 @@ class DatabaseSettings(Section, frozen=True):
         PositiveInt,
         Meta(
             description=(
-                "Connections each sidecar keeps to the database, shared by the writer, the jobs and "
-                "the admin reports; raise it when they queue for a connection."
+                "Connections each sidecar keeps to the database, shared by the writer, the jobs "
+                "and the admin reports; raise it when they queue for a connection."
             )
         ),
     ] = 5
@@ -46,8 +46,8 @@ class DatabaseSettings(Section, frozen=True):
         PositiveFloat,
         Meta(
             description=(
-                "Longest a report may run (`sidecar report`, the admin port's reports); past it the "
-                "query is cancelled and the error says this key."
+                "Longest a report may run (`sidecar report`, the admin port's reports); past it "
+                "the query is cancelled and the error says this key."
             )
         ),
     ] = 30.0
@@ -60,8 +60,9 @@ class RequestLogSettings(Section, frozen=True):
         Literal["full", "redacted", "none"],
         Meta(
             description=(
-                "Body logging policy: `full`, `redacted` (e-mails, phone, card, national-id and IBAN "
-                "numbers masked in every string), or `none` (no bodies, everything else logged)."
+                "Body logging policy: `full`, `redacted` (e-mails, phone, card, national-id and "
+                "IBAN numbers masked in every string), or `none` (no bodies, everything else "
+                "logged)."
             )
         ),
     ] = "full"
@@ -79,8 +80,8 @@ class SpoolSettings(Section, frozen=True):
         str,
         Meta(
             description=(
-                "Local directory of the durable log spool (one sidecar process per directory; it is "
-                "locked)."
+                "Local directory of the durable log spool (one sidecar process per directory; it "
+                "is locked)."
             )
         ),
     ] = ".sidecar/spool"
@@ -89,9 +90,10 @@ class SpoolSettings(Section, frozen=True):
         Meta(
             description=(
                 "Bound on records waiting for the database. When reached, new records are dropped "
-                '(policy `drop_new`), counted in `sidecar_log_rows_lost_total{reason="spool_full"}` and '
-                "logged; requests keep being served. A disk that fills up first drops them the same way "
-                "as `disk_full` (docs/operations.md)."
+                "(policy `drop_new`), counted in "
+                '`sidecar_log_rows_lost_total{reason="spool_full"}` and logged; requests keep '
+                "being served. A disk that fills up first drops them the same way as `disk_full` "
+                "(docs/operations.md)."
             )
         ),
     ] = 1024 * MiB
@@ -100,8 +102,9 @@ class SpoolSettings(Section, frozen=True):
         Meta(
             extra={"allowed": "> 0, <= `spool.max_bytes`"},
             description=(
-                "Size of one spool segment file. A segment is deleted once all its records are stored, "
-                "so the spool takes about what waits for the database, plus up to two segments."
+                "Size of one spool segment file. A segment is deleted once all its records are "
+                "stored, so the spool takes about what waits for the database, plus up to two "
+                "segments."
             ),
         ),
     ] = 64 * MiB
@@ -109,9 +112,9 @@ class SpoolSettings(Section, frozen=True):
         Literal["always", "interval", "never"],
         Meta(
             description=(
-                "`always` (fsync every record: survives power loss, slower), `interval` (fsync every "
-                "`fsync_interval_s`), `never` (the OS decides). A killed process loses nothing in any "
-                "mode; only a machine crash can lose up to one interval."
+                "`always` (fsync every record: survives power loss, slower), `interval` (fsync "
+                "every `fsync_interval_s`), `never` (the OS decides). A killed process loses "
+                "nothing in any mode; only a machine crash can lose up to one interval."
             )
         ),
     ] = "interval"
@@ -127,8 +130,8 @@ class SpoolSettings(Section, frozen=True):
         Literal["drop_new"],
         Meta(
             description=(
-                "What happens when the spool is full: `drop_new` (the only policy: serving always wins "
-                "over logging)."
+                "What happens when the spool is full: `drop_new` (the only policy: serving always "
+                "wins over logging)."
             )
         ),
     ] = "drop_new"
@@ -145,11 +148,11 @@ class WriterSettings(Section, frozen=True):
             description=(
                 "Processes that build the rows (decode, reassemble streams, apply the body policy, "
                 "check schemas, compute drift features at ~40 us), so the writer's CPU work never "
-                "shares the proxy's event loop; started on the first batch, each building a share of "
-                "the batch. `0` builds rows inside the sidecar's own process, where no deadline can "
-                "stop a record: the schema check matches patterns in linear time and the other steps "
-                "are bounded by the record's size, but a worker is the safer choice. A worker that dies "
-                "is replaced and its batch built again."
+                "shares the proxy's event loop; started on the first batch, each building a share "
+                "of the batch. `0` builds rows inside the sidecar's own process, where no deadline "
+                "can stop a record: the schema check matches patterns in linear time and the other "
+                "steps are bounded by the record's size, but a worker is the safer choice. A "
+                "worker that dies is replaced and its batch built again."
             ),
         ),
     ] = 1
@@ -167,8 +170,8 @@ class WriterSettings(Section, frozen=True):
         Meta(
             description=(
                 "After a batch smaller than `batch_size`, wait this long before the next, so busy "
-                "traffic is written in fewer, larger transactions (rows reach the database at most this "
-                "much later)."
+                "traffic is written in fewer, larger transactions (rows reach the database at most "
+                "this much later)."
             )
         ),
     ] = 0.05
@@ -193,9 +196,10 @@ class WriterSettings(Section, frozen=True):
             description=(
                 "Longest a row worker may spend on one record. Past it the worker is killed and "
                 "replaced and the batch built again; a record that fails a second time (past the "
-                "deadline or killing its worker) is logged without its schema check and drift features "
-                "(verdict `check_timeout`, counted in `sidecar_log_rows_degraded_total`), so no record "
-                "is replayed into the same failure. Needs `writer.workers` of 1 or more."
+                "deadline or killing its worker) is logged without its schema check and drift "
+                "features (verdict `check_timeout`, counted in `sidecar_log_rows_degraded_total`), "
+                "so no record is replayed into the same failure. Needs `writer.workers` of 1 or "
+                "more."
             )
         ),
     ] = 2.0

@@ -34,10 +34,11 @@ class UpstreamSettings(Section, frozen=True):
         HttpUrl,
         Meta(
             description=(
-                "Base URL of vLLM (or any OpenAI-compatible server). Env: `SIDECAR_UPSTREAM_URL`. A "
-                "trailing `/v1` (the form OpenAI clients use for `base_url`) is removed, since clients' "
-                "paths carry it, and the start says so once (`upstream.url http://vllm:8000/v1 ends in "
-                "/v1: forwarding under http://vllm:8000`). A password in it is shown as `***` in logs."
+                "Base URL of vLLM (or any OpenAI-compatible server). Env: `SIDECAR_UPSTREAM_URL`. "
+                "A trailing `/v1` (the form OpenAI clients use for `base_url`) is removed, since "
+                "clients' paths carry it, and the start says so once (`upstream.url "
+                "http://vllm:8000/v1 ends in /v1: forwarding under http://vllm:8000`). A password "
+                "in it is shown as `***` in logs."
             )
         ),
     ] = DEFAULT_UPSTREAM_URL
@@ -45,8 +46,8 @@ class UpstreamSettings(Section, frozen=True):
         str | None,
         Meta(
             description=(
-                "When set, replaces the client's `Authorization` with `Bearer <key>` upstream. When "
-                "unset, the client's header passes through."
+                "When set, replaces the client's `Authorization` with `Bearer <key>` upstream. "
+                "When unset, the client's header passes through."
             )
         ),
     ] = None
@@ -62,8 +63,8 @@ class UpstreamSettings(Section, frozen=True):
         PositiveFloat,
         Meta(
             description=(
-                "Longest silence while waiting for the upstream (headers or the next stream chunk); "
-                "past it the client gets `504` (or, mid-stream, a dropped connection)."
+                "Longest silence while waiting for the upstream (headers or the next stream "
+                "chunk); past it the client gets `504` (or, mid-stream, a dropped connection)."
             )
         ),
     ] = 600.0
@@ -71,9 +72,9 @@ class UpstreamSettings(Section, frozen=True):
         PositiveInt,
         Meta(
             description=(
-                "Pooled keep-alive connections to the upstream. Each proxied request holds one from "
-                "sending until its response is relayed to the end (or dropped); `/readyz` reports "
-                "`upstream_pool: saturated` while none is free."
+                "Pooled keep-alive connections to the upstream. Each proxied request holds one "
+                "from sending until its response is relayed to the end (or dropped); `/readyz` "
+                "reports `upstream_pool: saturated` while none is free."
             )
         ),
     ] = 512
@@ -91,8 +92,9 @@ class UpstreamSettings(Section, frozen=True):
         PositiveFloat,
         Meta(
             description=(
-                "How often `/v1/models` is read to tell LoRA adapters (cards with a `parent`) from base "
-                "models. Loading or unloading an adapter through the sidecar refreshes at once."
+                "How often `/v1/models` is read to tell LoRA adapters (cards with a `parent`) from "
+                "base models. Loading or unloading an adapter through the sidecar refreshes at "
+                "once."
             )
         ),
     ] = 30.0
@@ -105,8 +107,8 @@ class ProxySettings(Section, frozen=True):
         str,
         Meta(
             description=(
-                "Proxy listen address: `0.0.0.0` takes clients from any interface, `127.0.0.1` only "
-                "from this host."
+                "Proxy listen address: `0.0.0.0` takes clients from any interface, `127.0.0.1` "
+                "only from this host."
             )
         ),
     ] = "0.0.0.0"
@@ -122,7 +124,8 @@ class ProxySettings(Section, frozen=True):
         PositiveInt,
         Meta(
             description=(
-                "Largest request body accepted; larger ones get `413` without reaching the upstream."
+                "Largest request body accepted; larger ones get `413` without reaching the "
+                "upstream."
             )
         ),
     ] = 32 * MiB
@@ -130,8 +133,9 @@ class ProxySettings(Section, frozen=True):
         bool,
         Meta(
             description=(
-                "Ask vLLM for the usage chunk on streams whose client did not, to log token counts; the "
-                "sidecar hides that chunk so the client sees exactly what vLLM would have sent."
+                "Ask vLLM for the usage chunk on streams whose client did not, to log token "
+                "counts; the sidecar hides that chunk so the client sees exactly what vLLM would "
+                "have sent."
             )
         ),
     ] = True
@@ -140,10 +144,10 @@ class ProxySettings(Section, frozen=True):
         Meta(
             description=(
                 "Most response bytes kept for the log per request. What is kept is at most "
-                "`request_log.max_body_bytes` (what a row can store) plus the last 64 KiB; a response "
-                "known to be longer than that keeps only its first and last 64 KiB (enough for the id, "
-                "model, tokens, finish reason and time to first token; such an output is not checked "
-                "against a schema). Everything is relayed to the client."
+                "`request_log.max_body_bytes` (what a row can store) plus the last 64 KiB; a "
+                "response known to be longer than that keeps only its first and last 64 KiB "
+                "(enough for the id, model, tokens, finish reason and time to first token; such an "
+                "output is not checked against a schema). Everything is relayed to the client."
             )
         ),
     ] = 16 * MiB
@@ -151,9 +155,9 @@ class ProxySettings(Section, frozen=True):
         PositiveFloat,
         Meta(
             description=(
-                "A connection must send a complete request line and headers within this many seconds of "
-                "opening (or of the first byte of a later request on it): a partial head gets `408`, a "
-                "connection that sent nothing is closed."
+                "A connection must send a complete request line and headers within this many "
+                "seconds of opening (or of the first byte of a later request on it): a partial "
+                "head gets `408`, a connection that sent nothing is closed."
             )
         ),
     ] = 30.0
@@ -161,8 +165,8 @@ class ProxySettings(Section, frozen=True):
         PositiveFloat,
         Meta(
             description=(
-                "A client that reads nothing of its response for this long is dropped; the upstream "
-                "request is cancelled and its connection freed; the row has `error_kind = "
+                "A client that reads nothing of its response for this long is dropped; the "
+                "upstream request is cancelled and its connection freed; the row has `error_kind = "
                 "client_too_slow`."
             )
         ),
@@ -171,11 +175,12 @@ class ProxySettings(Section, frozen=True):
         PositiveInt,
         Meta(
             description=(
-                "Client connections served at once on the proxy port; past it a new connection gets "
-                "`503` `ServiceUnavailableError` and is closed. Lowered at start when the descriptor "
-                "limit is too small to also hold the upstream pool, the database and the admin port "
-                "(logged). The sidecar raises its descriptor soft limit to the hard limit at start "
-                "(`descriptors: soft limit raised 1024 -> 524288` in the start line)."
+                "Client connections served at once on the proxy port; past it a new connection "
+                "gets `503` `ServiceUnavailableError` and is closed. Lowered at start when the "
+                "descriptor limit is too small to also hold the upstream pool, the database and "
+                "the admin port (logged). The sidecar raises its descriptor soft limit to the hard "
+                "limit at start (`descriptors: soft limit raised 1024 -> 524288` in the start "
+                "line)."
             )
         ),
     ] = 4096
@@ -188,8 +193,8 @@ class AdminSettings(Section, frozen=True):
         str,
         Meta(
             description=(
-                "Admin listen address (`/metrics`, `/healthz`, `/readyz`). Use `0.0.0.0` so Prometheus "
-                "can scrape from another host."
+                "Admin listen address (`/metrics`, `/healthz`, `/readyz`). Use `0.0.0.0` so "
+                "Prometheus can scrape from another host."
             )
         ),
     ] = "127.0.0.1"
@@ -203,8 +208,8 @@ class AdminSettings(Section, frozen=True):
         str | None,
         Meta(
             description=(
-                "When set, admin routes except `/healthz` and `/readyz` need `Authorization: Bearer "
-                "<token>`."
+                "When set, admin routes except `/healthz` and `/readyz` need `Authorization: "
+                "Bearer <token>`."
             )
         ),
     ] = None
@@ -217,9 +222,9 @@ class MetricsSettings(Section, frozen=True):
         PositiveInt,
         Meta(
             description=(
-                "Label slots for model names (and for schema names): the models the upstream serves "
-                "(and the configured schemas) keep their own label first; names clients make up share "
-                "what is left, then count as `other` (docs/metrics.md)."
+                "Label slots for model names (and for schema names): the models the upstream "
+                "serves (and the configured schemas) keep their own label first; names clients "
+                "make up share what is left, then count as `other` (docs/metrics.md)."
             )
         ),
     ] = 50

@@ -8,9 +8,11 @@ docs/configuration.md. Every field adds its own ``Meta(description=...)``.
 
 from __future__ import annotations
 
-from typing import Annotated
+import typing
+from typing import Annotated, Any, Literal
 
 import msgspec
+import msgspec.inspect as mi
 from msgspec import Meta
 
 MiB = 1024 * 1024
@@ -32,3 +34,30 @@ OpenShare = Annotated[float, Meta(gt=0, lt=1, extra={"must": "be strictly betwee
 HttpUrl = Annotated[
     str, Meta(pattern="^https?://", extra={"must": "start with http:// or https://"})
 ]
+
+
+def unwrap(node: Any) -> tuple[Any, dict[str, Any]]:
+    """A ``msgspec.inspect`` type without its Metadata layers and its ``| None``, and what those
+    layers declared (``description``, ``extra`` keys), the field's own over its alias's."""
+    meta: dict[str, Any] = {}
+    while True:
+        if isinstance(node, mi.Metadata):
+            meta = {**(node.extra or {}), **(node.extra_json_schema or {}), **meta}
+            node = node.type
+        elif isinstance(node, mi.UnionType):
+            others = [member for member in node.types if not isinstance(member, mi.NoneType)]
+            if len(others) != 1:
+                return node, meta
+            node = others[0]
+        else:
+            return node, meta
+
+
+def declared_literal(struct: type, name: str) -> list[str]:
+    """The values of the ``Literal`` in field ``name``'s annotation, in the order written
+    (``msgspec.inspect`` sorts them); empty when it has none."""
+    annotation: Any = typing.get_type_hints(struct, include_extras=True).get(name)
+    while annotation is not None and typing.get_origin(annotation) is not Literal:
+        arguments = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = arguments[0] if arguments else None
+    return [str(value) for value in typing.get_args(annotation)] if annotation else []
