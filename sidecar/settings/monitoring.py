@@ -24,12 +24,7 @@ class SchemaRuleSettings(Section, frozen=True):
     ]
     model: Annotated[
         str | None,
-        Meta(
-            description=(
-                "Match only requests for this model (the `model` the client sent); unset: any "
-                "model."
-            )
-        ),
+        Meta(description=("Match only requests for this model; unset: any model.")),
     ] = None
     adapter: Annotated[
         str | None,
