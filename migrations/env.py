@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
 
-from sidecar.settings import database_url, load_settings
-from sidecar.store.engine import create_engine
+from sidecar.settings import load_settings
+from sidecar.store.engine import create_engine, driver_url
 from sidecar.store.models import UtcDateTime, metadata
 
 config = context.config
@@ -64,7 +64,7 @@ async def run_with_new_engine(url: str) -> None:
 
 
 def run_offline(url: str) -> None:
-    async_url = sa.make_url(database_url(url))
+    async_url = sa.make_url(driver_url(url))
     configure(
         url=async_url,
         literal_binds=True,

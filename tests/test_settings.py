@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from sidecar.errors import ConfigError
-from sidecar.settings import database_url, load_settings, settings_keys
+from sidecar.settings import load_settings, settings_keys
+from sidecar.settings.reference import render, rewrite
+from sidecar.settings.values import Section
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 
@@ -82,14 +85,6 @@ def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
         load_settings(tmp_path / "nope.yaml", env={})
 
 
-def test_plain_database_urls_get_the_async_driver() -> None:
-    assert (
-        database_url("postgresql://root@127.0.0.1:5432/db")
-        == "postgresql+asyncpg://root@127.0.0.1:5432/db"
-    )
-    assert database_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
-
-
 def test_every_configuration_key_is_documented() -> None:
     documented = set(
         re.findall(r"^\| `([a-z_]+(?:\.[a-z_]+)?)` \|", DOCS.read_text(), re.MULTILINE)
@@ -154,3 +149,79 @@ cost: {gpu_hourly_usd: 2}
         load_settings(path, env={})
     with pytest.raises(ConfigError, match=r"judge.api_key: environment variable JUDGE_KEY"):
         load_settings(path, env={}, sections_used=("judge",))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("proxy:\n  max_body_bytes: 0\n", "proxy.max_body_bytes: must be greater than 0, got 0"),
+        ("upstream:\n  read_timeout_s: -1\n", "upstream.read_timeout_s: must be greater than 0"),
+        ("admin:\n  port: -1\n", "admin.port: must be a TCP port 0-65535 (0 picks a free one)"),
+        ("writer:\n  workers: -1\n", "writer.workers: must be 0 (build rows in-process) or more"),
+        ("cost:\n  gpu_count: -2\n", "cost.gpu_count: must not be negative, got -2"),
+        ("judge:\n  sample_rate: 1.5\n", "judge.sample_rate: must be a share between 0 and 1"),
+        (
+            "judge:\n  rules: [{name: a}, {name: b, sample_rate: 2}]\n",
+            "judge.rules[1].sample_rate: must be a share between 0 and 1 (0.05 = 5%), got 2",
+        ),
+        ("judge:\n  confidence: 0.4\n", "judge.confidence: must be between 0.5 and 1"),
+        ("drift:\n  p_value: 1\n", "drift.p_value: must be strictly between 0 and 1, got 1"),
+        ("drift:\n  reference_window_s: 0\n", "drift.reference_window_s: must be greater than 0"),
+        (
+            "cost:\n  api_prices: {m: {input_per_million_usd: -1, output_per_million_usd: 1}}\n",
+            "cost.api_prices[...].input_per_million_usd: must not be negative",
+        ),
+        (
+            "spool:\n  segment_bytes: 2048\n  max_bytes: 1024\n",
+            "spool.segment_bytes: must not exceed",
+        ),
+        ("judge:\n  enabled: true\n  base_url: judge:80\n", "judge.base_url: must start with http"),
+        (
+            "judge:\n  always_sample: [sometimes]\n",
+            "judge.always_sample[0]: Invalid enum value 'sometimes'; use one of schema_invalid, "
+            "thumbs_down, error",
+        ),
+        ("database:\n  url: not-a-url\n", "database.url: 'not-a-url' is not a URL"),
+    ],
+)
+def test_a_value_outside_its_declared_limits_names_the_key_and_the_limit(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(write(tmp_path, text), env={})
+
+
+def test_docs_configuration_is_the_generated_reference() -> None:
+    document = DOCS.read_text()
+    assert document == rewrite(document), (
+        "docs/configuration.md differs from the settings' declarations: run `make docs` "
+        "(python -m sidecar.settings.reference --write docs/configuration.md)"
+    )
+
+
+def test_the_reference_shows_each_keys_type_default_limit_and_description() -> None:
+    rows = {line.split(" | ")[0].strip("| `"): line for line in render().splitlines()
+            if line.startswith("| `")}  # fmt: skip
+    assert set(settings_keys()) <= set(rows)
+    assert rows["proxy.port"].startswith(
+        "| `proxy.port` | integer | `8080` | [0, 65535] | Proxy port"
+    )
+    assert "| `33554432` (32 MiB) | > 0 |" in rows["proxy.max_body_bytes"]
+    assert "| `0.05` | [0, 1] |" in rows["judge.sample_rate"]
+    assert "| `full`, `redacted`, `none` |" in rows["request_log.bodies"]
+    assert "| string | required |" in rows["compliance.rules[].schema"]
+    assert "| `window_s` | > 0 |" in rows["drift.reference_window_s"]
+    assert "comparison: above\\|below" in rows["alerts.rules"]  # pipes escaped inside a cell
+
+
+class Bare(Section, frozen=True):
+    undocumented: int = 1
+
+
+class Root(Section, frozen=True):
+    bare: Bare = msgspec.field(default_factory=Bare)
+
+
+def test_a_field_without_a_description_stops_the_generator() -> None:
+    with pytest.raises(ValueError, match=r"bare.undocumented has no description"):
+        render(Root)

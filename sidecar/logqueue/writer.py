@@ -25,7 +25,7 @@ from sidecar.logqueue.rowbuild import BuiltBatch
 from sidecar.logqueue.spool import Spool
 from sidecar.metrics import SidecarMetrics
 from sidecar.records import Exchange, LoggedRequest
-from sidecar.settings import Settings
+from sidecar.settings import WriterSettings
 from sidecar.store.writes import insert_requests
 
 logger = logging.getLogger("sidecar.writer")
@@ -57,7 +57,7 @@ class LogWriter:
         self,
         spool: Spool,
         engine: AsyncEngine,
-        settings: Settings,
+        settings: WriterSettings,
         metrics: SidecarMetrics,
         wake: asyncio.Event,
         build_rows: BuildRows,
@@ -79,9 +79,9 @@ class LogWriter:
 
     async def run(self) -> None:
         """Write forever; cancel the task to stop (the current batch stays in the spool)."""
-        idle_s = self.settings.writer.idle_poll_s
-        linger_s = self.settings.writer.linger_s
-        batch_size = self.settings.writer.batch_size
+        idle_s = self.settings.idle_poll_s
+        linger_s = self.settings.linger_s
+        batch_size = self.settings.batch_size
         while True:
             written = await self.write_once()
             if written == 0:
@@ -106,7 +106,7 @@ class LogWriter:
 
     async def write_once(self) -> int:
         """Read one batch, insert it (retrying while the store is down), commit. Returns its size."""
-        batch = self.spool.read_batch(self.settings.writer.batch_size)
+        batch = self.spool.read_batch(self.settings.batch_size)
         self._count_corrupt()
         self.metrics.spool_bytes.set(self.spool.pending_bytes)
         if not batch.records:
@@ -116,7 +116,7 @@ class LogWriter:
         except Exception:  # a row-building bug must not stop the log: keep the batch, retry
             logger.exception("building rows failed for %d records; retrying", len(batch.records))
             self.spool.rewind()
-            await asyncio.sleep(self.settings.writer.retry_max_s)
+            await asyncio.sleep(self.settings.retry_max_s)
             return 0
         await self._insert_with_retry(rows)
         # The checkpoint write fsyncs: keep it off the event loop the proxy runs on.
@@ -151,7 +151,7 @@ class LogWriter:
         return rows
 
     async def _insert_with_retry(self, rows: list[LoggedRequest]) -> None:
-        delay = self.settings.writer.retry_initial_s
+        delay = self.settings.retry_initial_s
         while True:
             try:
                 await self._insert(rows)
@@ -165,7 +165,7 @@ class LogWriter:
                 self.healthy = False
                 self.last_error = str(exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.writer.retry_max_s)
+                delay = min(delay * 2, self.settings.retry_max_s)
                 continue
             if not self.healthy:
                 logger.warning("store reachable again; writing resumed")

@@ -8,8 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sidecar.reports.base import ReportTable, ReportWindow, register, scoped
-from sidecar.reports.cost_model import Traffic, compare, verdict
-from sidecar.settings import PRICES_AS_OF
+from sidecar.reports.cost_model import PRICES_AS_OF, Traffic, api_prices, compare, verdict
 from sidecar.store.models import requests_table
 
 MIN_SPAN = timedelta(hours=1)
@@ -37,7 +36,7 @@ async def cost(connection: AsyncConnection, window: ReportWindow) -> ReportTable
     traffic = Traffic(row.requests, int(row.prompt), int(row.completion), span / timedelta(days=1))
     settings = window.cost
     gpu = settings.monthly_gpu_usd
-    options = compare(traffic, gpu, settings.prices, settings.system_prompt_tokens)
+    options = compare(traffic, gpu, api_prices(settings.api_prices), settings.system_prompt_tokens)
     rows: list[tuple[object, ...]] = [
         ("self-hosted (GPU)", round(gpu / traffic.per_month * 1000, 4) if traffic.per_month else None,
          round(gpu, 2), None, None),

@@ -13,6 +13,20 @@ from sidecar.settings import ApiPrice
 
 DAYS_PER_MONTH = 365 / 12
 
+# OpenAI list prices per 1M tokens, as of 2024-08 (gpt-4o-2024-08-06, gpt-4o-mini-2024-07-18,
+# fine-tuned gpt-4o-mini inference). Override or extend them in cost.api_prices.
+PRICES_AS_OF = "2024-08 OpenAI list prices"
+DEFAULT_API_PRICES = {
+    "gpt-4o": ApiPrice(input_per_million_usd=2.50, output_per_million_usd=10.00),
+    "gpt-4o-mini": ApiPrice(input_per_million_usd=0.15, output_per_million_usd=0.60),
+    "ft:gpt-4o-mini": ApiPrice(input_per_million_usd=0.30, output_per_million_usd=1.20),
+}
+
+
+def api_prices(overrides: dict[str, ApiPrice]) -> dict[str, ApiPrice]:
+    """The shipped list prices, overridden or extended by ``cost.api_prices``."""
+    return {**DEFAULT_API_PRICES, **overrides}
+
 
 @dataclass(frozen=True, slots=True)
 class Traffic:

@@ -121,7 +121,7 @@ class Sidecar:
         self.writer = LogWriter(
             self.spool,
             self.engine,
-            settings,
+            settings.writer,
             self.metrics,
             self.pipeline.wake,
             self._build_rows,

@@ -2,46 +2,53 @@
 
 Every key is optional; unknown keys and bad values raise :class:`ConfigError` naming the key
 and the fix. ``${VAR}`` and ``${VAR:-default}`` inside string values are replaced from the
-environment (for secrets). :mod:`.sections` holds the sections, :mod:`.checks` the value
-checks, :mod:`.loading` the file, environment and flags (the only environment reader).
+environment (for secrets). :mod:`.sections` holds the root object and the serving sections,
+:mod:`.recording`, :mod:`.monitoring` and :mod:`.judging` the others, :mod:`.values` the
+constrained types, :mod:`.checks` the checks that span keys, :mod:`.loading` the file,
+environment and flags (the only environment reader), :mod:`.explain` the error messages and
+:mod:`.reference` the generated docs/configuration.md.
 """
 
-from sidecar.settings.checks import database_url
-from sidecar.settings.loading import PATH_KEYS, load_settings, settings_keys, sqlite_url_against
-from sidecar.settings.sections import (
-    DEFAULT_API_PRICES,
-    DEFAULT_DATABASE_URL,
-    DEFAULT_UPSTREAM_URL,
+from sidecar.settings.checks import DATABASE_SCHEMES, check_database_url
+from sidecar.settings.judging import (
     HOURS_PER_MONTH,
-    PRICES_AS_OF,
-    AdminSettings,
-    AlertRuleSettings,
-    AlertSettings,
     ApiPrice,
-    ComplianceSettings,
     CostSettings,
-    DatabaseSettings,
-    DriftSettings,
-    EmbeddingSettings,
     JudgeRuleSettings,
     JudgeSettings,
-    MetricsSettings,
-    MiB,
-    ProxySettings,
-    RequestLogSettings,
+)
+from sidecar.settings.loading import PATH_KEYS, load_settings, settings_keys, sqlite_url_against
+from sidecar.settings.monitoring import (
+    AlertRuleSettings,
+    AlertSettings,
+    ComplianceSettings,
+    DriftSettings,
+    EmbeddingSettings,
     SchemaRuleSettings,
-    Settings,
+)
+from sidecar.settings.recording import (
+    DEFAULT_DATABASE_URL,
+    DatabaseSettings,
+    RequestLogSettings,
     SpoolSettings,
-    UpstreamSettings,
     WriterSettings,
 )
+from sidecar.settings.sections import (
+    DEFAULT_UPSTREAM_URL,
+    AdminSettings,
+    MetricsSettings,
+    ProxySettings,
+    Settings,
+    UpstreamSettings,
+)
+from sidecar.settings.values import MiB
 
 __all__ = [
-    "DEFAULT_API_PRICES", "DEFAULT_DATABASE_URL", "DEFAULT_UPSTREAM_URL", "HOURS_PER_MONTH",
-    "PATH_KEYS", "PRICES_AS_OF", "AdminSettings", "AlertRuleSettings", "AlertSettings",
-    "ApiPrice", "ComplianceSettings", "CostSettings", "DatabaseSettings", "DriftSettings",
+    "DATABASE_SCHEMES", "DEFAULT_DATABASE_URL", "DEFAULT_UPSTREAM_URL", "HOURS_PER_MONTH",
+    "PATH_KEYS", "AdminSettings", "AlertRuleSettings", "AlertSettings", "ApiPrice",
+    "ComplianceSettings", "CostSettings", "DatabaseSettings", "DriftSettings",
     "EmbeddingSettings", "JudgeRuleSettings", "JudgeSettings", "MetricsSettings", "MiB",
     "ProxySettings", "RequestLogSettings", "SchemaRuleSettings", "Settings", "SpoolSettings",
-    "UpstreamSettings", "WriterSettings", "database_url", "load_settings", "settings_keys",
+    "UpstreamSettings", "WriterSettings", "check_database_url", "load_settings", "settings_keys",
     "sqlite_url_against",
 ]  # fmt: skip

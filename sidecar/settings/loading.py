@@ -1,5 +1,6 @@
 """Building :class:`Settings` from a YAML file, the environment and flags: ``${VAR}``
-interpolation, relative paths against the file's directory, readable validation errors.
+interpolation, relative paths against the file's directory, validation errors naming the key
+(:mod:`.explain`).
 
 This is the only module that reads environment variables.
 """
@@ -8,16 +9,17 @@ from __future__ import annotations
 
 import os
 import re
-import typing
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import yaml
 
 from sidecar.errors import ConfigError
-from sidecar.settings.sections import Settings, _Section
+from sidecar.settings.explain import explain
+from sidecar.settings.sections import Settings
+from sidecar.settings.values import Section
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -118,36 +120,6 @@ def sqlite_url_against(url: str, base_dir: Path) -> str:
     return f"{scheme}:///{base_dir / path}{query_sep}{query}"
 
 
-def _explain(error: msgspec.ValidationError) -> str:
-    """Turn msgspec's ``... - at `$.proxy.port``` into ``proxy.port: ...``."""
-    text = str(error)
-    match = re.search(r" - at `\$\.?(.*)`$", text)
-    path = match.group(1) if match else ""
-    reason = text[: match.start()] if match else text
-    unknown = re.match(r"Object contains unknown field `([^`]+)`", reason)
-    if unknown:
-        key = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
-        return f"{key}: unknown key (check the spelling; docs/configuration.md lists every key)"
-    choices = _literal_choices(path)
-    if choices and reason.startswith("Invalid enum value"):
-        return f"{path}: {reason}; use one of {', '.join(choices)}"
-    return f"{path or 'config'}: {reason}"
-
-
-def _literal_choices(path: str) -> list[str]:
-    """The allowed values of a ``Literal`` setting at a dotted path (empty if not a Literal)."""
-    struct: Any = Settings
-    annotation: Any = None
-    for name in path.split("."):
-        hints = typing.get_type_hints(struct) if isinstance(struct, type) else {}
-        if name not in hints:
-            return []
-        annotation = struct = hints[name]
-    if typing.get_origin(annotation) is Literal:
-        return [str(value) for value in typing.get_args(annotation)]
-    return []
-
-
 def load_settings(
     config_path: str | Path | None = None,
     *,
@@ -201,7 +173,7 @@ def load_settings(
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(_explain(exc)) from exc
+        raise ConfigError(explain(exc, raw)) from exc
 
 
 def _tolerance(
@@ -229,7 +201,7 @@ def settings_keys() -> list[str]:
     keys: list[str] = []
     for field in msgspec.structs.fields(Settings):
         section_type = field.type
-        if isinstance(section_type, type) and issubclass(section_type, _Section):
+        if isinstance(section_type, type) and issubclass(section_type, Section):
             keys.extend(f"{field.name}.{sub.name}" for sub in msgspec.structs.fields(section_type))
         else:
             keys.append(field.name)

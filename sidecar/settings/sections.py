@@ -1,242 +1,238 @@
-"""The settings' sections: one frozen struct per YAML section, every key optional with a safe
-default (docs/configuration.md describes each)."""
+"""The settings object and its serving sections (upstream, proxy, admin, metrics).
+
+One frozen struct per YAML section, every key optional with a safe default. Each field carries
+its constraint (:mod:`.values`) and its description: docs/configuration.md is generated from
+them (``make docs``). The log path's sections are in :mod:`.recording`, the checks' in
+:mod:`.monitoring`, the judge's and the cost report's in :mod:`.judging`.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
 
-from sidecar.records import ScopeMatch
 from sidecar.settings.checks import check_values
+from sidecar.settings.judging import CostSettings, JudgeSettings
+from sidecar.settings.monitoring import AlertSettings, ComplianceSettings, DriftSettings
+from sidecar.settings.recording import (
+    DatabaseSettings,
+    RequestLogSettings,
+    SpoolSettings,
+    WriterSettings,
+)
+from sidecar.settings.values import HttpUrl, MiB, Port, PositiveFloat, PositiveInt, Section
 
 DEFAULT_UPSTREAM_URL = "http://127.0.0.1:8000"
-DEFAULT_DATABASE_URL = "sqlite:///.sidecar/sidecar.db"
-MiB = 1024 * 1024
 
 
-class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    pass
+class UpstreamSettings(Section, frozen=True):
+    """The model server behind the proxy: vLLM or any OpenAI-compatible server."""
+
+    url: Annotated[
+        HttpUrl,
+        Meta(
+            description=(
+                "Base URL of vLLM (or any OpenAI-compatible server). Env: `SIDECAR_UPSTREAM_URL`. "
+                "A trailing `/v1` (the form OpenAI clients use for `base_url`) is removed, since "
+                "clients' paths carry it, and the start says so once (`upstream.url "
+                "http://vllm:8000/v1 ends in /v1: forwarding under http://vllm:8000`). A password "
+                "in it is shown as `***` in logs."
+            )
+        ),
+    ] = DEFAULT_UPSTREAM_URL
+    api_key: Annotated[
+        str | None,
+        Meta(
+            description=(
+                "When set, replaces the client's `Authorization` with `Bearer <key>` upstream. "
+                "When unset, the client's header passes through."
+            )
+        ),
+    ] = None
+    connect_timeout_s: Annotated[
+        PositiveFloat,
+        Meta(
+            description=(
+                "Time to open a TCP connection to the upstream; past it the client gets `502`."
+            )
+        ),
+    ] = 5.0
+    read_timeout_s: Annotated[
+        PositiveFloat,
+        Meta(
+            description=(
+                "Longest silence while waiting for the upstream (headers or the next stream "
+                "chunk); past it the client gets `504` (or, mid-stream, a dropped connection)."
+            )
+        ),
+    ] = 600.0
+    max_connections: Annotated[
+        PositiveInt,
+        Meta(
+            description=(
+                "Pooled keep-alive connections to the upstream. Each proxied request holds one "
+                "from sending until its response is relayed to the end (or dropped); `/readyz` "
+                "reports `upstream_pool: saturated` while none is free."
+            )
+        ),
+    ] = 512
+    pool_timeout_s: Annotated[
+        PositiveFloat,
+        Meta(
+            description=(
+                "Longest wait for a free upstream connection; past it the client gets `503` "
+                "`ServiceUnavailableError` (OpenAI clients retry it) and the row `error_kind = "
+                "upstream_busy`."
+            )
+        ),
+    ] = 10.0
+    models_refresh_s: Annotated[
+        PositiveFloat,
+        Meta(
+            description=(
+                "How often `/v1/models` is read to tell LoRA adapters (cards with a `parent`) from "
+                "base models. Loading or unloading an adapter through the sidecar refreshes at "
+                "once."
+            )
+        ),
+    ] = 30.0
 
 
-class UpstreamSettings(_Section, frozen=True):
-    url: str = DEFAULT_UPSTREAM_URL
-    api_key: str | None = None
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 600.0
-    max_connections: int = 512
-    pool_timeout_s: float = 10.0
-    models_refresh_s: float = 30.0
+class ProxySettings(Section, frozen=True):
+    """The port clients call instead of vLLM: every path except `/sidecar/` is forwarded."""
+
+    host: Annotated[
+        str,
+        Meta(
+            description=(
+                "Proxy listen address: `0.0.0.0` takes clients from any interface, `127.0.0.1` "
+                "only from this host."
+            )
+        ),
+    ] = "0.0.0.0"
+    port: Annotated[
+        Port,
+        Meta(
+            description=(
+                "Proxy port: every path except `/sidecar/` is forwarded. `0` picks a free port."
+            )
+        ),
+    ] = 8080
+    max_body_bytes: Annotated[
+        PositiveInt,
+        Meta(
+            description=(
+                "Largest request body accepted; larger ones get `413` without reaching the "
+                "upstream."
+            )
+        ),
+    ] = 32 * MiB
+    inject_stream_usage: Annotated[
+        bool,
+        Meta(
+            description=(
+                "Ask vLLM for the usage chunk on streams whose client did not, to log token "
+                "counts; the sidecar hides that chunk so the client sees exactly what vLLM would "
+                "have sent."
+            )
+        ),
+    ] = True
+    max_capture_bytes: Annotated[
+        PositiveInt,
+        Meta(
+            description=(
+                "Most response bytes kept for the log per request. What is kept is at most "
+                "`request_log.max_body_bytes` (what a row can store) plus the last 64 KiB; a "
+                "response known to be longer than that keeps only its first and last 64 KiB "
+                "(enough for the id, model, tokens, finish reason and time to first token; such an "
+                "output is not checked against a schema). Everything is relayed to the client."
+            )
+        ),
+    ] = 16 * MiB
+    head_timeout_s: Annotated[
+        PositiveFloat,
+        Meta(
+            description=(
+                "A connection must send a complete request line and headers within this many "
+                "seconds of opening (or of the first byte of a later request on it): a partial "
+                "head gets `408`, a connection that sent nothing is closed."
+            )
+        ),
+    ] = 30.0
+    write_timeout_s: Annotated[
+        PositiveFloat,
+        Meta(
+            description=(
+                "A client that reads nothing of its response for this long is dropped; the "
+                "upstream request is cancelled and its connection freed; the row has `error_kind = "
+                "client_too_slow`."
+            )
+        ),
+    ] = 60.0
+    max_client_connections: Annotated[
+        PositiveInt,
+        Meta(
+            description=(
+                "Client connections served at once on the proxy port; past it a new connection "
+                "gets `503` `ServiceUnavailableError` and is closed. Lowered at start when the "
+                "descriptor limit is too small to also hold the upstream pool, the database and "
+                "the admin port (logged). The sidecar raises its descriptor soft limit to the hard "
+                "limit at start (`descriptors: soft limit raised 1024 -> 524288` in the start "
+                "line)."
+            )
+        ),
+    ] = 4096
 
 
-class ProxySettings(_Section, frozen=True):
-    host: str = "0.0.0.0"
-    port: int = 8080
-    max_body_bytes: int = 32 * MiB
-    inject_stream_usage: bool = True
-    max_capture_bytes: int = 16 * MiB
-    head_timeout_s: float = 30.0
-    write_timeout_s: float = 60.0
-    max_client_connections: int = 4096
+class AdminSettings(Section, frozen=True):
+    """The admin port: `/metrics`, `/healthz`, `/readyz`, reports and alerts over HTTP."""
+
+    host: Annotated[
+        str,
+        Meta(
+            description=(
+                "Admin listen address (`/metrics`, `/healthz`, `/readyz`). Use `0.0.0.0` so "
+                "Prometheus can scrape from another host."
+            )
+        ),
+    ] = "127.0.0.1"
+    port: Annotated[
+        Port,
+        Meta(
+            description=("Admin port, where Prometheus scrapes `/metrics`. `0` picks a free port.")
+        ),
+    ] = 8081
+    token: Annotated[
+        str | None,
+        Meta(
+            description=(
+                "When set, admin routes except `/healthz` and `/readyz` need `Authorization: "
+                "Bearer <token>`."
+            )
+        ),
+    ] = None
 
 
-class AdminSettings(_Section, frozen=True):
-    host: str = "127.0.0.1"
-    port: int = 8081
-    token: str | None = None
+class MetricsSettings(Section, frozen=True):
+    """The Prometheus metrics on the admin port (docs/metrics.md)."""
+
+    max_label_values: Annotated[
+        PositiveInt,
+        Meta(
+            description=(
+                "Label slots for model names (and for schema names): the models the upstream "
+                "serves (and the configured schemas) keep their own label first; names clients "
+                "make up share what is left, then count as `other` (docs/metrics.md)."
+            )
+        ),
+    ] = 50
 
 
-class DatabaseSettings(_Section, frozen=True):
-    url: str = DEFAULT_DATABASE_URL
-    auto_migrate: bool = True
-    pool_size: int = 5
-    statement_timeout_s: float = 30.0
+class Settings(Section, frozen=True):
+    """Every section; built once by :func:`sidecar.settings.load_settings`."""
 
-
-class RequestLogSettings(_Section, frozen=True):
-    bodies: Literal["full", "redacted", "none"] = "full"
-    max_body_bytes: int = 1 * MiB
-
-
-class SpoolSettings(_Section, frozen=True):
-    dir: str = ".sidecar/spool"
-    max_bytes: int = 1024 * MiB
-    segment_bytes: int = 64 * MiB
-    fsync: Literal["always", "interval", "never"] = "interval"
-    fsync_interval_s: float = 1.0
-    full_policy: Literal["drop_new"] = "drop_new"
-
-
-class WriterSettings(_Section, frozen=True):
-    workers: int = 1
-    batch_size: int = 500
-    linger_s: float = 0.05
-    idle_poll_s: float = 0.2
-    retry_initial_s: float = 0.5
-    retry_max_s: float = 30.0
-    record_deadline_s: float = 2.0  # a worker building one row longer than this is replaced
-
-
-class SchemaRuleSettings(_Section, frozen=True):
-    schema: str
-    model: str | None = None
-    adapter: str | None = None
-    path: str | None = None
-    allow_fenced: bool | None = None
-
-    @property
-    def scope(self) -> ScopeMatch:
-        return ScopeMatch(self.model, self.adapter, path=self.path)
-
-
-class ComplianceSettings(_Section, frozen=True):
-    enabled: bool = True
-    schemas_dir: str = "schemas"
-    allow_fenced: bool = True
-    rules: list[SchemaRuleSettings] = msgspec.field(default_factory=list)
-
-
-class ApiPrice(_Section, frozen=True):
-    input_per_million_usd: float
-    output_per_million_usd: float
-
-
-# OpenAI list prices per 1M tokens, as of 2024-08 (gpt-4o-2024-08-06, gpt-4o-mini-2024-07-18,
-# fine-tuned gpt-4o-mini inference). Override or extend them in cost.api_prices.
-PRICES_AS_OF = "2024-08 OpenAI list prices"
-DEFAULT_API_PRICES = {
-    "gpt-4o": ApiPrice(input_per_million_usd=2.50, output_per_million_usd=10.00),
-    "gpt-4o-mini": ApiPrice(input_per_million_usd=0.15, output_per_million_usd=0.60),
-    "ft:gpt-4o-mini": ApiPrice(input_per_million_usd=0.30, output_per_million_usd=1.20),
-}
-
-
-class CostSettings(_Section, frozen=True):
-    gpu_hourly_usd: float = 1.50
-    gpu_count: int = 1
-    gpu_monthly_usd: float | None = None
-    system_prompt_tokens: int = 0
-    api_prices: dict[str, ApiPrice] = msgspec.field(default_factory=dict)
-
-    @property
-    def prices(self) -> dict[str, ApiPrice]:
-        """The shipped list prices, overridden or extended by ``api_prices``."""
-        return {**DEFAULT_API_PRICES, **self.api_prices}
-
-    @property
-    def monthly_gpu_usd(self) -> float:
-        """The configured monthly cost, else hourly x 730 h x GPUs."""
-        if self.gpu_monthly_usd is not None:
-            return self.gpu_monthly_usd
-        return self.gpu_hourly_usd * HOURS_PER_MONTH * self.gpu_count
-
-
-HOURS_PER_MONTH = 730.0
-
-
-class AlertRuleSettings(_Section, frozen=True):
-    name: str
-    kind: str | None = (
-        None  # a reader: latency, compliance_rate, error_rate, throughput, satisfaction
-    )
-    threshold: float | None = None
-    comparison: Literal["above", "below"] | None = None
-    window_s: float | None = None
-    for_s: float | None = None
-    min_samples: int | None = None
-    repeat_interval_s: float | None = None
-    keep_firing_for_s: float | None = None
-    severity: str | None = None
-    group_by: list[str] | None = None
-    quantile: float | None = None
-    metric: Literal["latency", "ttft"] | None = None
-    features: list[str] | None = None  # drift: only these features count
-    enabled: bool = True
-
-
-class AlertSettings(_Section, frozen=True):
-    enabled: bool = True
-    rules: list[AlertRuleSettings] = msgspec.field(default_factory=list)
-    interval_s: float = 30.0
-    slack_webhook_url: str | None = None
-    webhook_urls: list[str] = msgspec.field(default_factory=list)
-    log: bool = True
-
-
-class JudgeRuleSettings(_Section, frozen=True):
-    """Which traffic a rubric and sample rate apply to (first match wins)."""
-
-    name: str
-    model: str | None = None
-    adapter: str | None = None
-    schema: str | None = None
-    sample_rate: float | None = None  # default: judge.sample_rate
-    rubric: str | None = None  # a rubric YAML file; default: the built-in rubric
-
-    @property
-    def scope(self) -> ScopeMatch:
-        return ScopeMatch(self.model, self.adapter, self.schema)
-
-
-class JudgeSettings(_Section, frozen=True):
-    enabled: bool = False
-    base_url: str = "https://api.openai.com/v1"
-    model: str = "gpt-4o-mini"
-    api_key: str | None = None  # write ${OPENAI_API_KEY} to take it from the environment
-    sample_rate: float = 0.05
-    min_samples_per_window: int = 5
-    sample_window_s: float = 3600.0
-    always_sample: list[Literal["schema_invalid", "thumbs_down", "error"]] = msgspec.field(
-        default_factory=lambda: ["schema_invalid", "thumbs_down"]
-    )
-    rubric: str | None = None
-    rules: list[JudgeRuleSettings] = msgspec.field(default_factory=list)
-    interval_s: float = 30.0
-    batch_size: int = 20
-    lookback_s: float = 7 * 86400.0
-    concurrency: int = 4
-    timeout_s: float = 60.0
-    max_retries: int = 3
-    claim_timeout_s: float = 600.0
-    max_calls_per_day: int = 2000
-    max_cost_per_day_usd: float = 5.0
-    input_per_million_usd: float = 0.15
-    output_per_million_usd: float = 0.60
-    batch_cron: str | None = None  # e.g. "0 3 * * 1": every Monday 03:00 UTC
-    batch_samples: int = 200
-    baseline_auto_samples: int = 200
-    max_drop: float = 0.10
-    confidence: float = 0.95
-    min_samples: int = 30
-
-
-class EmbeddingSettings(_Section, frozen=True):
-    """Sentence vectors of prompts and outputs for semantic drift (docs/drift.md)."""
-
-    enabled: bool = False
-    model: Literal["static", "minilm"] = "static"  # minilm: the embeddings-minilm extra
-    fields: list[Literal["prompt", "output"]] = msgspec.field(
-        default_factory=lambda: ["prompt", "output"]
-    )
-
-
-class DriftSettings(_Section, frozen=True):
-    enabled: bool = True
-    interval_s: float = 3600.0
-    window_s: float = 86400.0
-    reference_window_s: float | None = None  # rolling reference length; default window_s
-    max_rows: int = 100_000
-    min_samples: int = 30
-    p_value: float = 0.05
-    distance: float = 0.1
-    embeddings: EmbeddingSettings = msgspec.field(default_factory=EmbeddingSettings)
-
-
-class MetricsSettings(_Section, frozen=True):
-    max_label_values: int = 50
-
-
-class Settings(_Section, frozen=True):
     upstream: UpstreamSettings = msgspec.field(default_factory=UpstreamSettings)
     proxy: ProxySettings = msgspec.field(default_factory=ProxySettings)
     admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
@@ -250,7 +246,10 @@ class Settings(_Section, frozen=True):
     judge: JudgeSettings = msgspec.field(default_factory=JudgeSettings)
     drift: DriftSettings = msgspec.field(default_factory=DriftSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error"],
+        Meta(description="The sidecar's log level: `debug`, `info`, `warning` or `error`."),
+    ] = "info"
 
     def __post_init__(self) -> None:
-        check_values(self)
+        check_values(self)  # the few checks that span keys

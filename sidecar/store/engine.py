@@ -1,7 +1,7 @@
 """The async engine: one place that knows each backend's connection settings.
 
 Plain URLs work (``postgresql://...``, ``sqlite:///path.db``); the async driver is picked by
-:func:`sidecar.settings.database_url`. JSON goes through orjson both ways (the standard library
+:func:`driver_url`. JSON goes through orjson both ways (the standard library
 takes what orjson refuses).
 """
 
@@ -16,7 +16,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sidecar.errors import ConfigError
-from sidecar.settings import database_url
+from sidecar.settings import check_database_url
+
+# Each database scheme ``database.url`` accepts (sidecar.settings.DATABASE_SCHEMES) and the
+# async driver the sidecar uses for it.
+ASYNC_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
 
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -41,7 +49,7 @@ def create_engine(
     SQLite: WAL journal, ``synchronous=NORMAL``, a 5 s busy timeout and foreign keys, set on
     every new connection.
     """
-    parsed = sa.make_url(database_url(url))
+    parsed = sa.make_url(driver_url(url))
     common: dict[str, Any] = {
         "json_serializer": json_dumps,
         "json_deserializer": json_loads,
@@ -62,6 +70,18 @@ def create_engine(
     )
 
 
+def driver_url(url: str) -> str:
+    """Map a plain database URL to the async driver the sidecar uses.
+
+    ``postgresql://...`` -> ``postgresql+asyncpg://...``;
+    ``sqlite:///path`` -> ``sqlite+aiosqlite:///path``. URLs that already name
+    one of these drivers pass unchanged.
+    """
+    check_database_url(url)  # ConfigError: not a URL, or not a database the sidecar uses
+    scheme, _, rest = url.partition("://")
+    return f"{ASYNC_DRIVERS[scheme.split('+', 1)[0]]}://{rest}"
+
+
 def is_memory_sqlite(url: sa.URL) -> bool:
     database = url.database or ""
     return database in {"", ":memory:"} or url.query.get("mode") == "memory"
@@ -73,7 +93,7 @@ def sqlite_file(url: str) -> Path | None:
     ``sqlite:///x.db`` is relative to the current directory (a configuration file's relative
     URL was already made absolute against the file's directory); ``sqlite:////x.db`` is absolute.
     """
-    parsed = sa.make_url(database_url(url))
+    parsed = sa.make_url(driver_url(url))
     if parsed.get_backend_name() != "sqlite" or is_memory_sqlite(parsed):
         return None
     return Path(parsed.database or "")

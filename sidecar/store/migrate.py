@@ -23,8 +23,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 
-from sidecar.settings import database_url
-from sidecar.store.engine import create_engine, create_sqlite_folder, is_memory_sqlite
+from sidecar.store.engine import create_engine, create_sqlite_folder, driver_url, is_memory_sqlite
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # Postgres advisory lock held while migrating (other jobs must not use this key).
@@ -133,7 +132,7 @@ def _create_sqlite_folder(url: str) -> None:
 
 def _sqlite_path(url: str) -> Path | None:
     """The file behind a SQLite URL; ``None`` for Postgres or an in-memory database."""
-    parsed = sa.make_url(database_url(url))
+    parsed = sa.make_url(driver_url(url))
     if parsed.get_backend_name() != "sqlite" or is_memory_sqlite(parsed):
         return None
     return Path(parsed.database or "")

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.reports.cost_model import DAYS_PER_MONTH, Traffic, break_even, compare, verdict
-from sidecar.settings import DEFAULT_API_PRICES, ApiPrice, CostSettings
+from sidecar.reports.cost_model import (
+    DAYS_PER_MONTH,
+    DEFAULT_API_PRICES,
+    PRICES_AS_OF,
+    Traffic,
+    api_prices,
+    break_even,
+    compare,
+    verdict,
+)
+from sidecar.settings import ApiPrice, CostSettings
+from sidecar.settings.reference import render
 
 
 def test_break_even_worked_example() -> None:
@@ -38,3 +48,18 @@ def test_hidden_saving_prices_the_long_system_prompt() -> None:
     )
     # 1,000 tokens x $2.50/1M = $0.0025 per query, 10,000 a day.
     assert option.hidden_saving_monthly_usd == pytest.approx(0.0025 * 10_000 * DAYS_PER_MONTH)
+
+
+def test_the_configuration_reference_quotes_the_shipped_prices() -> None:
+    (row,) = [line for line in render().splitlines() if line.startswith("| `cost.api_prices` |")]
+    assert PRICES_AS_OF in row
+    for model, price in DEFAULT_API_PRICES.items():
+        quoted = f"${price.input_per_million_usd:.2f} / ${price.output_per_million_usd:.2f}"
+        assert f"`{model}` ({quoted})" in row, f"cost.api_prices' description misses {model}"
+
+
+def test_configured_prices_override_and_extend_the_shipped_ones() -> None:
+    mine = ApiPrice(input_per_million_usd=1.0, output_per_million_usd=2.0)
+    prices = api_prices({"gpt-4o": mine, "local-70b": mine})
+    assert prices["gpt-4o"] == prices["local-70b"] == mine
+    assert prices["gpt-4o-mini"] == DEFAULT_API_PRICES["gpt-4o-mini"]

@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.errors import ConfigError
-from sidecar.store.engine import create_engine, json_dumps, json_loads
+from sidecar.settings import DATABASE_SCHEMES
+from sidecar.store.engine import ASYNC_DRIVERS, create_engine, driver_url, json_dumps, json_loads
 
 
 @pytest.mark.parametrize(
@@ -87,3 +88,15 @@ def test_json_dumps_falls_back_to_the_standard_library_for_huge_integers() -> No
 def test_json_loads_falls_back_to_the_standard_library_for_what_orjson_refuses() -> None:
     assert json_loads('{"n": 1e400}') == {"n": float("inf")}
     assert json_loads(b'{"n": 1}') == {"n": 1}
+
+
+def test_plain_database_urls_get_the_async_driver() -> None:
+    assert (
+        driver_url("postgresql://root@127.0.0.1:5432/db")
+        == "postgresql+asyncpg://root@127.0.0.1:5432/db"
+    )
+    assert driver_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+
+
+def test_every_scheme_the_settings_accept_has_a_driver() -> None:
+    assert set(ASYNC_DRIVERS) == set(DATABASE_SCHEMES)
