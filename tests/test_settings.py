@@ -65,8 +65,8 @@ def test_secrets_are_interpolated_from_the_environment(tmp_path: Path) -> None:
         ("upstream:\n  url: localhost:8000\n", "upstream.url: must start with http://"),
         ("database:\n  url: mysql://x/y\n", "database.url: unsupported scheme"),
         (
-            "drift:\n  embeddings: {enabled: true, model: minilm}\n",
-            "drift.embeddings.model: minilm is not implemented yet; use static",
+            "drift:\n  embeddings: {enabled: true, model: bert}\n",
+            "drift.embeddings.model: Invalid enum value 'bert'",
         ),
         ("upstream:\n  api_key: ${MISSING}\n", "environment variable MISSING is not set"),
         ("- a\n- b\n", "the top level must be a mapping"),
@@ -225,3 +225,10 @@ class Root(Section, frozen=True):
 def test_a_field_without_a_description_stops_the_generator() -> None:
     with pytest.raises(ValueError, match=r"bare.undocumented has no description"):
         render(Root)
+
+
+def test_both_embedding_models_are_accepted(tmp_path: Path) -> None:
+    """minilm shipped with semantic drift: a stale check refused it at start until this test."""
+    for model in ("static", "minilm"):
+        text = f"drift:\n  embeddings: {{enabled: true, model: {model}}}\n"
+        assert load_settings(write(tmp_path, text), env={}).drift.embeddings.model == model

@@ -26,11 +26,6 @@ def check_values(settings: Settings) -> None:
         raise ConfigError(
             f"judge.base_url: must start with http:// or https://, got {judge.base_url!r}"
         )
-    embeddings = settings.drift.embeddings
-    if embeddings.enabled and embeddings.model == "minilm":
-        raise ConfigError(
-            "drift.embeddings.model: minilm is not implemented yet; use static (docs/drift.md)"
-        )
     check_database_url(settings.database.url)
 
 
