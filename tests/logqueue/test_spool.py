@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -10,7 +9,7 @@ import sys
 import tempfile
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,58 +18,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from sidecar.logqueue.framing import HEADER_SIZE, encode_frame
-from sidecar.logqueue.spool import FsyncPolicy, Spool, SpoolLocked, SpoolPosition, segment_name
+from sidecar.logqueue.spool import FsyncPolicy, Spool, SpoolLocked, SpoolPosition
+from tests.logqueue.spools import crash, drain, framed, payloads, read_all, segments
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def payloads(count: int, size: int = 40, start: int = 0) -> list[bytes]:
-    return [
-        f"record {index:06d} ".encode().ljust(size, b".") for index in range(start, start + count)
-    ]
-
-
-def framed(records: list[bytes]) -> int:
-    return sum(HEADER_SIZE + len(record) for record in records)
-
-
-def segments(directory: Path) -> list[Path]:
-    return sorted(directory.glob("*.seg"))
-
-
-def read_all(spool: Spool, batch: int = 1000) -> list[bytes]:
-    records: list[bytes] = []
-    while chunk := spool.read_batch(batch).records:
-        records.extend(chunk)
-    return records
-
-
-def drain(spool: Spool, batch: int = 7) -> list[bytes]:
-    records: list[bytes] = []
-    while (result := spool.read_batch(batch)).records:
-        records.extend(result.records)
-        spool.commit(result.end)
-    return records
-
-
-def crash(spool: Spool) -> None:
-    """Drop the spool as a killed process would: close its files, write nothing more."""
-    spool._close_reader()
-    for fd in [spool._fd, *spool._unsynced.values(), spool._dir_fd, spool._lock_fd]:
-        os.close(fd)
-    spool._fd = spool._dir_fd = spool._lock_fd = -1
-    spool._unsynced = {}
-
-
-@pytest.fixture
-def directory(tmp_path: Path) -> Path:
-    return tmp_path / "spool"
-
-
-@pytest.fixture
-def spool(directory: Path) -> Iterator[Spool]:
-    with Spool(directory, max_bytes=1 << 20, segment_bytes=1000) as opened:
-        yield opened
 
 
 def test_records_come_back_in_order_across_segments(spool: Spool, directory: Path) -> None:
@@ -80,31 +31,6 @@ def test_records_come_back_in_order_across_segments(spool: Spool, directory: Pat
     assert drain(spool) == records
     assert spool.pending_bytes == 0
     assert len(segments(directory)) == 1  # only the active one is left
-
-
-def test_each_record_is_read_once_until_rewound(spool: Spool) -> None:
-    records = payloads(30)
-    for record in records:
-        spool.append(record)
-    first = spool.read_batch(10)
-    second = spool.read_batch(10)
-    assert first.records + second.records == records[:20]
-    spool.commit(first.end)
-    spool.rewind()
-    assert read_all(spool) == records[10:]
-    assert spool.read_batch(10).records == []
-
-
-def test_a_batch_is_bounded_by_bytes_but_a_big_record_still_comes_out(spool: Spool) -> None:
-    big = b"x" * 5000  # larger than a segment: it gets one of its own
-    records = [*payloads(5), big, *payloads(3, start=5)]
-    for record in records:
-        spool.append(record)
-    assert spool.read_batch(100, max_bytes=100).records == records[:2]
-    assert spool.read_batch(100, max_bytes=100).records == records[2:4]
-    assert spool.read_batch(100, max_bytes=100).records == records[4:5]
-    assert spool.read_batch(100, max_bytes=100).records == [big]
-    assert read_all(spool) == records[6:]
 
 
 def test_reopening_resumes_at_the_checkpoint_in_a_new_segment(directory: Path) -> None:
@@ -162,55 +88,6 @@ def test_a_sigkilled_process_leaves_its_uncommitted_records_for_the_next(directo
         assert drain(spool) == [b"record %06d" % index for index in range(120, 200)]
 
 
-def test_a_torn_tail_in_a_sealed_segment_is_skipped_and_counted(
-    directory: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    with Spool(directory, max_bytes=1 << 20, segment_bytes=1 << 20) as spool:
-        for record in payloads(3):
-            spool.append(record)
-    [sealed] = segments(directory)
-    with sealed.open("ab") as file:
-        file.write(encode_frame(b"torn" * 20)[:30])
-    with Spool(directory, max_bytes=1 << 20, segment_bytes=1 << 20) as spool:
-        spool.append(b"after the crash")
-        with caplog.at_level(logging.WARNING, logger="sidecar.spool"):
-            assert drain(spool) == [*payloads(3), b"after the crash"]
-        assert spool.corrupt_records == 1
-        assert "skipped 30 damaged bytes" in caplog.text
-        assert not sealed.exists()
-        assert spool.pending_bytes == 0
-
-
-def test_garbage_in_the_middle_is_skipped_and_what_follows_recovered(directory: Path) -> None:
-    directory.mkdir()
-    good = payloads(4)
-    body = encode_frame(good[0]) + b"\x00garbage\xff" * 5 + encode_frame(good[1])
-    bad_crc = bytearray(encode_frame(b"bad crc"))
-    bad_crc[-1] ^= 0xFF
-    body += bytes(bad_crc) + encode_frame(good[2]) + encode_frame(good[3])
-    (directory / segment_name(7)).write_bytes(body)
-    with Spool(directory, max_bytes=1 << 20, segment_bytes=1 << 20) as spool:
-        assert spool.pending_bytes == len(body)
-        assert drain(spool) == good
-        assert spool.corrupt_records == 2
-
-
-def test_damage_after_the_last_record_does_not_leave_the_spool_pending(directory: Path) -> None:
-    with Spool(directory, max_bytes=1 << 20, segment_bytes=1 << 20) as spool:
-        spool.append(b"one")
-        spool.commit(spool.read_batch(10).end)
-        spool.append(b"two")
-    [sealed] = segments(directory)
-    with sealed.open("ab") as file:
-        file.write(b"\xd5SP1 half a header")
-    with Spool(directory, max_bytes=1 << 20, segment_bytes=1 << 20) as spool:
-        assert drain(spool) == [b"two"]
-        assert spool.read_batch(10).records == []
-        assert spool.corrupt_records == 1
-        assert not spool.has_pending()
-        assert spool.pending_bytes == 0
-
-
 def test_a_full_spool_drops_and_counts_then_recovers_after_a_commit(spool: Spool) -> None:
     small = Spool(spool.directory.parent / "small", max_bytes=1000, segment_bytes=300)
     with small:
@@ -247,28 +124,6 @@ def test_pending_bytes_counts_everything_not_committed(spool: Spool) -> None:
     assert spool.pending_bytes == framed(records[10:])
     spool.commit(spool.read_batch(100).end)
     assert spool.pending_bytes == 0
-
-
-def test_has_pending_follows_reads_and_commits(spool: Spool) -> None:
-    assert not spool.has_pending()
-    spool.append(b"one")
-    assert spool.has_pending()
-    batch = spool.read_batch(10)
-    assert spool.has_pending()  # read, not committed
-    spool.commit(batch.end)
-    assert not spool.has_pending()
-
-
-def test_commit_refuses_positions_not_read_yet_and_ignores_old_ones(spool: Spool) -> None:
-    for record in payloads(5):
-        spool.append(record)
-    first = spool.read_batch(2)
-    with pytest.raises(ValueError, match="not read yet"):
-        spool.commit(SpoolPosition(first.end.segment, first.end.offset + 1))
-    second = spool.read_batch(2)
-    spool.commit(second.end)
-    spool.commit(first.end)  # stale: no effect
-    assert spool.pending_bytes == framed(payloads(1))
 
 
 def test_an_unreadable_checkpoint_replays_everything(directory: Path) -> None:
