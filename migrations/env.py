@@ -17,7 +17,7 @@ from alembic.autogenerate.api import AutogenContext
 
 from sidecar.settings import database_url, load_settings
 from sidecar.store.engine import create_engine
-from sidecar.store.models import UtcDateTime, metadata
+from sidecar.store.tables import UtcDateTime, metadata
 
 config = context.config
 

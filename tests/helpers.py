@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from sidecar.settings import Settings, load_settings
-from sidecar.store.models import RequestRow
+from sidecar.store.tables import requests_table
 
 T = TypeVar("T")
 
@@ -43,7 +43,7 @@ def sync_url(url: str) -> str:
 
 def fetch_rows(database_url: str, where: str = "1=1", **params: Any) -> list[dict[str, Any]]:
     """Rows of ``requests`` as dicts, typed by the model (JSON decoded on SQLite too)."""
-    table = RequestRow.__table__
+    table = requests_table
     engine = sa.create_engine(sync_url(database_url))
     try:
         with engine.connect() as connection:

@@ -26,7 +26,7 @@ from sidecar.records import Scope, Verdict, make_scope
 from sidecar.settings import AlertRuleSettings
 from sidecar.store.baselines import QUALITY, active_baselines, scores_by_scope
 from sidecar.store.drift import latest_checks
-from sidecar.store.models import feedback_table, requests_table
+from sidecar.store.tables import feedback_table, requests_table
 
 SCOPE_COLUMNS = {"model": "model", "adapter": "adapter", "schema": "schema_name"}
 

@@ -17,7 +17,7 @@ from sidecar.alerts.readers import RuleDefinition
 from sidecar.metrics import SidecarMetrics
 from sidecar.notifiers.delivery import LogNotifier, Notifier, SlackNotifier, WebhookNotifier
 from sidecar.settings import AlertSettings
-from sidecar.store.models import alert_state_table
+from sidecar.store.tables import alert_state_table
 from sidecar.store.writes import is_connectivity_error
 
 logger = logging.getLogger("sidecar.alerts")

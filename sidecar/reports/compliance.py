@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sidecar.reports.base import ReportTable, ReportWindow, register, scoped, time_bucket
-from sidecar.store.models import requests_table
+from sidecar.store.tables import requests_table
 
 VERDICTS = ("valid", "invalid", "unparseable", "truncated", "schema_error")
 

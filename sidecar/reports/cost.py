@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sidecar.reports.base import ReportTable, ReportWindow, register, scoped
 from sidecar.reports.cost_model import Traffic, compare, verdict
 from sidecar.settings import PRICES_AS_OF
-from sidecar.store.models import requests_table
+from sidecar.store.tables import requests_table
 
 MIN_SPAN = timedelta(hours=1)
 

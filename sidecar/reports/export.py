@@ -22,8 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.reports.base import ReportWindow, scoped
-from sidecar.store.models import feedback_table, requests_table
-from sidecar.store.scoring_models import judgements_table
+from sidecar.store.tables import feedback_table, judgements_table, requests_table
 
 Selection = Literal["hard", "good", "all", "low-score"]
 SELECTIONS: tuple[Selection, ...] = ("hard", "good", "all", "low-score")

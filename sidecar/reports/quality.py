@@ -12,7 +12,7 @@ from sidecar.judge.quality import quality_drop, summarize
 from sidecar.records import UNBIASED_REASONS
 from sidecar.reports.base import ReportTable, ReportWindow, register, time_bucket
 from sidecar.store.baselines import QUALITY, active_baselines
-from sidecar.store.scoring_models import judgements_table
+from sidecar.store.tables import judgements_table
 
 COLUMNS = ["model", "adapter", "rubric", "scored", "mean", "ci_low", "ci_high", "baseline",
            "change_pct", "verdict", "hard_cases", "hard_mean", "errors", "unjudgeable"]  # fmt: skip

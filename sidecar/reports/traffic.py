@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sidecar.reports.base import ReportTable, ReportWindow, register, scoped, time_bucket
-from sidecar.store.models import feedback_table, requests_table
+from sidecar.store.tables import feedback_table, requests_table
 
 QUANTILES = (0.5, 0.95, 0.99)
 

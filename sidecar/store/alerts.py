@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sidecar.records import AlertState, Scope, Silence, Transition, make_scope
-from sidecar.store.models import (
+from sidecar.store.tables import (
     alert_events_table,
     alert_outbox_table,
     alert_silences_table,

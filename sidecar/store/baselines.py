@@ -13,8 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sidecar.judge.quality import summarize
 from sidecar.records import UNBIASED_REASONS, ScoreSummary
-from sidecar.store.models import requests_table
-from sidecar.store.scoring_models import baselines_table, judgements_table
+from sidecar.store.tables import baselines_table, judgements_table, requests_table
 
 QUALITY, DRIFT = "quality", "drift"
 ScoreScope = tuple[

@@ -15,8 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sidecar.records import UNBIASED_REASONS, FeatureDrift
 from sidecar.store.locks import session_lock
-from sidecar.store.models import feedback_table, requests_table
-from sidecar.store.scoring_models import drift_checks_table, judgements_table
+from sidecar.store.tables import (
+    drift_checks_table,
+    feedback_table,
+    judgements_table,
+    requests_table,
+)
 
 DRIFT_LOCK_KEY = 0x51DEC4A3  # "one replica runs the drift check"
 ID_CHUNK = 500  # ids per IN (...) list

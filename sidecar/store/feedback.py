@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.errors import StoreUnavailable
 from sidecar.records import Feedback
-from sidecar.store.models import feedback_table, requests_table
+from sidecar.store.tables import feedback_table, requests_table
 from sidecar.store.writes import is_connectivity_error
 
 P = ParamSpec("P")

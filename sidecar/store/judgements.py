@@ -21,8 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sidecar.records import JUDGEABLE_PATHS, JsonValue, SampleReason
 from sidecar.store.locks import session_lock
-from sidecar.store.models import feedback_table, requests_table
-from sidecar.store.scoring_models import judgements_table
+from sidecar.store.tables import feedback_table, judgements_table, requests_table
 
 CLAIMED, SCORED, ERROR, UNJUDGEABLE = "claimed", "scored", "error", "unjudgeable"
 

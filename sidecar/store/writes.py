@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sidecar.errors import StoreUnavailable
 from sidecar.records import JsonValue, LoggedRequest
 from sidecar.store.engine import json_dumps
-from sidecar.store.models import UtcDateTime, requests_table
+from sidecar.store.tables import UtcDateTime, requests_table
 
 NUL = "\x00"
 REPLACEMENT = "\ufffd"

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sidecar.alerts.evaluate import evaluate
 from sidecar.alerts.readers import DEFAULT_RULES, READERS
 from sidecar.store.baselines import set_quality_baselines
-from sidecar.store.scoring_models import judgements_table
+from sidecar.store.tables import judgements_table
 from sidecar.store.writes import insert_requests
 from tests.store.test_writes import make_row
 

@@ -22,7 +22,7 @@ from sidecar.records import LoggedRequest
 from sidecar.settings import DriftSettings
 from sidecar.store.baselines import set_drift_baselines
 from sidecar.store.drift import DRIFT_LOCK_KEY
-from sidecar.store.scoring_models import drift_checks_table
+from sidecar.store.tables import drift_checks_table
 from sidecar.store.writes import insert_requests
 from sidecar.testing.topics import SUPPORT, TRAVEL, question
 from tests.store.test_writes import make_row

@@ -22,7 +22,7 @@ from sidecar.records import LoggedRequest
 from sidecar.reports.base import ReportWindow
 from sidecar.reports.drift import drift as drift_report
 from sidecar.settings import AlertRuleSettings, DriftSettings, EmbeddingSettings
-from sidecar.store.scoring_models import drift_checks_table
+from sidecar.store.tables import drift_checks_table
 from sidecar.store.writes import insert_requests
 from sidecar.testing.topics import MONEY_WIDE, TRAVEL_WIDE, carrier_question
 from tests.store.test_writes import make_row

@@ -22,7 +22,7 @@ from sidecar.store.baselines import QUALITY, active_baselines
 from sidecar.store.engine import create_engine
 from sidecar.store.feedback import upsert_feedback
 from sidecar.store.judgements import claim_samples
-from sidecar.store.scoring_models import judgements_table
+from sidecar.store.tables import judgements_table
 from sidecar.store.writes import insert_requests, is_connectivity_error
 from sidecar.testing.fake_judge import FakeJudge, Fault
 from sidecar.testing.servers import RunningServer, start_server

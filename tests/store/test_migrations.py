@@ -20,7 +20,7 @@ from sidecar.store.migrate import (
     upgrade,
     upgrade_async,
 )
-from sidecar.store.models import metadata, requests_table
+from sidecar.store.tables import metadata, requests_table
 from tests.helpers import sync_url, wait_for
 
 EXPECTED_INDEXES = {

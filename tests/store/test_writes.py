@@ -21,7 +21,7 @@ from sidecar.errors import StoreUnavailable
 from sidecar.records import LoggedRequest
 from sidecar.store.engine import create_engine
 from sidecar.store.migrate import upgrade
-from sidecar.store.models import requests_table
+from sidecar.store.tables import requests_table
 from sidecar.store.writes import insert_requests, is_connectivity_error, sanitize_json
 from sidecar.testing.tcp_relay import tcp_relay
 
