@@ -17,8 +17,8 @@ from sidecar.alerts.readers import RuleDefinition
 from sidecar.metrics import SidecarMetrics
 from sidecar.notifiers.delivery import LogNotifier, Notifier, SlackNotifier, WebhookNotifier
 from sidecar.settings import AlertSettings
+from sidecar.store.errors import is_connectivity_error
 from sidecar.store.tables import alert_state_table
-from sidecar.store.writes import is_connectivity_error
 
 logger = logging.getLogger("sidecar.alerts")
 

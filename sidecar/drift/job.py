@@ -46,7 +46,6 @@ from sidecar.store.drift import (
     DriftWindow,
     ScopeCheck,
     WindowVectors,
-    drift_turn,
     has_vectors,
     last_run_at,
     newest_run,
@@ -58,7 +57,8 @@ from sidecar.store.drift import (
     window_judge_scores,
     window_vectors,
 )
-from sidecar.store.writes import is_connectivity_error
+from sidecar.store.errors import is_connectivity_error
+from sidecar.store.locks import LockKey, session_lock
 
 logger = logging.getLogger("sidecar.drift")
 SCORE_FEATURES = ("judge_score", "feedback_score")
@@ -80,7 +80,7 @@ async def _turn(engine: AsyncEngine, wait_s: float) -> AsyncIterator[AsyncConnec
     every few seconds to see whether a run is due, which must not make the command fail."""
     deadline = time.monotonic() + wait_s
     while True:
-        async with drift_turn(engine) as connection:
+        async with session_lock(engine, LockKey.DRIFT) as connection:
             if connection is not None or time.monotonic() >= deadline:
                 yield connection
                 return

@@ -40,8 +40,8 @@ from sidecar.metrics import SidecarMetrics
 from sidecar.settings import JudgeSettings
 from sidecar.store import judgements as store
 from sidecar.store.baselines import auto_quality_baselines
+from sidecar.store.errors import is_connectivity_error
 from sidecar.store.judgements import ClaimedRequest, JudgementResult
-from sidecar.store.writes import is_connectivity_error
 
 logger = logging.getLogger("sidecar.judge")
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from sidecar.judge.job import JudgeJob, batch_window, next_batch_time
 from sidecar.records import SampleReason
+from sidecar.store.errors import is_connectivity_error
 from sidecar.store.judgements import batch_turn
-from sidecar.store.writes import is_connectivity_error
 
 logger = logging.getLogger("sidecar.judge")
 

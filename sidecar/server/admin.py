@@ -35,7 +35,7 @@ from sidecar.reports.catalog import load_reports
 from sidecar.reports.render import as_csv
 from sidecar.settings import CostSettings
 from sidecar.store.alerts import load_states, recent_events
-from sidecar.store.writes import is_connectivity_error
+from sidecar.store.errors import is_connectivity_error
 from sidecar.tokens import bearer_matches
 
 logger = logging.getLogger("sidecar.server.admin")

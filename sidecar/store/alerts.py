@@ -18,8 +18,6 @@ from sidecar.store.tables import (
     alert_state_table,
 )
 
-ADVISORY_LOCK_KEY = 0x51DEC4A1  # "only one replica evaluates alerts at a time"
-
 
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
@@ -32,16 +30,6 @@ class OutboxItem:
 
 def scope_key(scope: Scope) -> str:
     return ",".join(f"{label}={value}" for label, value in make_scope(scope)) or "-"
-
-
-async def try_lock(connection: AsyncConnection) -> bool:
-    """Take the evaluation lock for this transaction (Postgres); SQLite has one process."""
-    if connection.dialect.name != "postgresql":
-        return True
-    result = await connection.execute(
-        sa.select(sa.func.pg_try_advisory_xact_lock(ADVISORY_LOCK_KEY))
-    )
-    return bool(result.scalar_one())
 
 
 async def load_states(connection: AsyncConnection) -> dict[tuple[str, Scope], AlertState]:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sidecar.judge.quality import summarize
 from sidecar.records import UNBIASED_REASONS, ScoreSummary
+from sidecar.store.errors import translating
 from sidecar.store.tables import baselines_table, judgements_table, requests_table
 
 QUALITY, DRIFT = "quality", "drift"
@@ -128,6 +129,7 @@ def _quality_values(
     }  # fmt: skip
 
 
+@translating
 async def set_quality_baselines(
     engine: AsyncEngine,
     *,
@@ -155,6 +157,7 @@ async def set_quality_baselines(
         return await active_baselines(connection, QUALITY)
 
 
+@translating
 async def set_drift_baselines(
     engine: AsyncEngine, *, since: datetime, until: datetime, now: datetime,
     model: str | None = None,
@@ -178,6 +181,7 @@ async def set_drift_baselines(
         return await active_baselines(connection, DRIFT)
 
 
+@translating
 async def auto_quality_baselines(
     engine: AsyncEngine, *, now: datetime, samples: int, lookback_s: float, confidence: float
 ) -> list[Baseline]:

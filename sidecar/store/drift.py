@@ -3,7 +3,6 @@ checks."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sidecar.records import UNBIASED_REASONS, FeatureDrift
-from sidecar.store.locks import session_lock
+from sidecar.store.errors import translating
 from sidecar.store.tables import (
     drift_checks_table,
     feedback_table,
@@ -22,7 +21,6 @@ from sidecar.store.tables import (
     requests_table,
 )
 
-DRIFT_LOCK_KEY = 0x51DEC4A3  # "one replica runs the drift check"
 ID_CHUNK = 500  # ids per IN (...) list
 
 
@@ -188,6 +186,7 @@ async def stored_bodies(
     return {row[0]: row[1] for row in await connection.execute(query)}
 
 
+@translating
 async def save_checks(
     engine: AsyncEngine, run_id: str, checked_at: datetime, checks: Sequence[ScopeCheck]
 ) -> None:
@@ -259,10 +258,3 @@ async def newest_run(connection: AsyncConnection) -> tuple[str | None, list[Chec
                       table.c.drifted).where(table.c.run_id == newest).order_by(table.c.id)  # fmt: skip
     rows = (await connection.execute(query)).all()
     return str(newest), [CheckedFeature(*row) for row in rows]
-
-
-def drift_turn(
-    engine: AsyncEngine,
-) -> contextlib.AbstractAsyncContextManager[AsyncConnection | None]:
-    """A connection holding the drift lock (Postgres), or None when another replica holds it."""
-    return session_lock(engine, DRIFT_LOCK_KEY)

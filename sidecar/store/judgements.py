@@ -20,7 +20,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sidecar.records import JUDGEABLE_PATHS, JsonValue, SampleReason
-from sidecar.store.locks import session_lock
+from sidecar.store.errors import translating
+from sidecar.store.locks import LockKey, session_lock
 from sidecar.store.tables import feedback_table, judgements_table, requests_table
 
 CLAIMED, SCORED, ERROR, UNJUDGEABLE = "claimed", "scored", "error", "unjudgeable"
@@ -98,6 +99,7 @@ async def _claim_from(
     return [row[0] for row in await connection.execute(statement)]
 
 
+@translating
 async def claim_samples(
     engine: AsyncEngine,
     *,
@@ -157,6 +159,7 @@ async def claim_samples(
     return claimed
 
 
+@translating
 async def claim_random(
     engine: AsyncEngine,
     *,
@@ -214,6 +217,7 @@ async def _take_over_stale(
     return [row[0] for row in await connection.execute(statement)]
 
 
+@translating
 async def load_claimed(engine: AsyncEngine, request_ids: Sequence[str]) -> list[ClaimedRequest]:
     if not request_ids:
         return []
@@ -236,6 +240,7 @@ async def load_claimed(engine: AsyncEngine, request_ids: Sequence[str]) -> list[
         return [ClaimedRequest(*row) for row in await connection.execute(query)]
 
 
+@translating
 async def record_result(
     engine: AsyncEngine, request_id: str, replica: str, result: JudgementResult
 ) -> bool:
@@ -255,6 +260,7 @@ async def record_result(
         return (await connection.execute(statement)).rowcount == 1
 
 
+@translating
 async def release(engine: AsyncEngine, request_ids: Sequence[str], replica: str) -> None:
     """Give claims back (the judge is down: let a later round try again)."""
     if not request_ids:
@@ -270,6 +276,7 @@ async def release(engine: AsyncEngine, request_ids: Sequence[str], replica: str)
         )
 
 
+@translating
 async def spent_since(engine: AsyncEngine, since: datetime) -> tuple[int, float]:
     """Judge calls made and dollars spent since ``since``, over every replica."""
     table = judgements_table
@@ -282,14 +289,11 @@ async def spent_since(engine: AsyncEngine, since: datetime) -> tuple[int, float]
     return int(calls), float(cost)
 
 
-BATCH_LOCK_KEY = 0x51DEC4A2  # "one replica runs the periodic judge batch"
-
-
 @contextlib.asynccontextmanager
 async def batch_turn(engine: AsyncEngine, due: datetime) -> AsyncIterator[bool]:
     """True for the one replica that should run the batch due at ``due``: it holds the lock, and
     no batch claim has been made since ``due`` (so a late replica does not run it again)."""
-    async with session_lock(engine, BATCH_LOCK_KEY) as connection:
+    async with session_lock(engine, LockKey.JUDGE_BATCH) as connection:
         if connection is None:
             yield False
             return

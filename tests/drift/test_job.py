@@ -21,7 +21,7 @@ from sidecar.metrics import SidecarMetrics
 from sidecar.records import LoggedRequest
 from sidecar.settings import DriftSettings
 from sidecar.store.baselines import set_drift_baselines
-from sidecar.store.drift import DRIFT_LOCK_KEY
+from sidecar.store.locks import LockKey
 from sidecar.store.tables import drift_checks_table
 from sidecar.store.writes import insert_requests
 from sidecar.testing.topics import SUPPORT, TRAVEL, question
@@ -168,12 +168,12 @@ async def test_a_forced_run_waits_for_a_replica_holding_the_lock_instead_of_fail
     run is due: `sidecar drift run` (forced) waits for it, a replica's own run does not."""
     await insert_requests(engine, traffic(1, 50, NOW - 2 * DAY) + traffic(2, 50, NOW - DAY))
     async with engine.connect() as holder:
-        assert await holder.scalar(sa.select(sa.func.pg_try_advisory_lock(DRIFT_LOCK_KEY)))
+        assert await holder.scalar(sa.select(sa.func.pg_try_advisory_lock(int(LockKey.DRIFT))))
         await holder.commit()
         assert await run_drift(engine, SETTINGS, metrics(), NOW) is None
         forced = asyncio.create_task(run_drift(engine, SETTINGS, metrics(), NOW, force=True))
         await asyncio.sleep(0.3)  # the forced run is waiting, not given up
         assert not forced.done()
-        await holder.scalar(sa.select(sa.func.pg_advisory_unlock(DRIFT_LOCK_KEY)))
+        await holder.scalar(sa.select(sa.func.pg_advisory_unlock(int(LockKey.DRIFT))))
         await holder.commit()
     assert await asyncio.wait_for(forced, 30) is not None

@@ -20,10 +20,11 @@ from sidecar.records import Feedback, LoggedRequest, SampleReason
 from sidecar.settings import JudgeSettings
 from sidecar.store.baselines import QUALITY, active_baselines
 from sidecar.store.engine import create_engine
+from sidecar.store.errors import is_connectivity_error
 from sidecar.store.feedback import upsert_feedback
 from sidecar.store.judgements import claim_samples
 from sidecar.store.tables import judgements_table
-from sidecar.store.writes import insert_requests, is_connectivity_error
+from sidecar.store.writes import insert_requests
 from sidecar.testing.fake_judge import FakeJudge, Fault
 from sidecar.testing.servers import RunningServer, start_server
 from sidecar.testing.tcp_relay import tcp_relay
