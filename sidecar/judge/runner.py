@@ -56,11 +56,9 @@ async def _batch(job: JudgeJob, due: datetime, now: datetime) -> None:
     async with batch_turn(job.engine, due) as mine:
         if not mine:
             return
-        since, until = batch_window(now, job.settings.lookback_s)
         result = await job.run_batch(
             now,
-            since=since,
-            until=until,
+            window=batch_window(now, job.settings.lookback_s),
             limit=job.settings.batch_samples,
             reason=SampleReason.BATCH,
         )

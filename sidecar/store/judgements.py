@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,44 +18,19 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sidecar.records import JUDGEABLE_PATHS, JsonValue, SampleReason
+from sidecar.records import (
+    JUDGEABLE_PATHS,
+    ClaimedRequest,
+    JudgementResult,
+    SampleReason,
+    TimeWindow,
+)
 from sidecar.store.errors import translating
 from sidecar.store.locks import LockKey, session_lock
 from sidecar.store.tables import feedback_table, judgements_table, requests_table
+from sidecar.store.windows import within
 
 CLAIMED, SCORED, ERROR, UNJUDGEABLE = "claimed", "scored", "error", "unjudgeable"
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedRequest:
-    """A request this replica is now responsible for judging."""
-
-    request_id: str
-    sample_reason: str
-    model: str | None
-    adapter: str | None
-    schema_name: str | None
-    request_body: JsonValue
-    response_body: JsonValue
-
-
-@dataclass(frozen=True, slots=True)
-class JudgementResult:
-    status: str  # scored, error or unjudgeable
-    judged_at: datetime
-    rubric: str | None = None
-    rubric_version: str | None = None
-    judge_model: str | None = None
-    score: float | None = None
-    score_normalized: float | None = None
-    scores: dict[str, float] | None = None
-    rationale: str | None = None
-    latency_ms: float | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    cost_usd: float | None = None
-    attempts: int = 0
-    error: str | None = None
 
 
 def _insert(connection: AsyncConnection) -> Any:
@@ -165,13 +139,12 @@ async def claim_random(
     *,
     replica: str,
     now: datetime,
-    since: datetime,
-    until: datetime,
+    window: TimeWindow,
     limit: int,
     reason: str,
-    model: str | None = None,
 ) -> list[str]:
-    """Claim up to ``limit`` unjudged successful completions drawn at random from a window."""
+    """Claim up to ``limit`` unjudged successful completions drawn at random from a window (of
+    the window's model, when it names one)."""
     table = requests_table
     query = (
         sa.select(
@@ -182,13 +155,12 @@ async def claim_random(
             sa.literal(reason).label("reason"),
         )
         .where(
-            table.c.started_at >= since,
-            table.c.started_at < until,
+            within(table.c.started_at, window),
             table.c.path.in_(sorted(JUDGEABLE_PATHS)),
             table.c.status >= 200,
             table.c.status < 300,
             _unjudged(table.c.id),
-            *([table.c.model == model] if model else []),
+            *([table.c.model == window.model] if window.model else []),
         )
         .order_by(sa.func.random())
         .limit(limit)

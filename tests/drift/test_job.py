@@ -18,7 +18,7 @@ from sidecar.alerts.readers import DEFAULT_RULES, READERS
 from sidecar.drift.features import extract_features
 from sidecar.drift.job import run_drift
 from sidecar.metrics import SidecarMetrics
-from sidecar.records import LoggedRequest
+from sidecar.records import LoggedRequest, TimeWindow
 from sidecar.settings import DriftSettings
 from sidecar.store.baselines import set_drift_baselines
 from sidecar.store.locks import LockKey
@@ -74,7 +74,7 @@ async def test_steady_traffic_shows_no_drift_and_no_alert(engine: AsyncEngine) -
     found = await run_drift(engine, SETTINGS, metrics(), NOW)
     assert found is not None
     (check,) = found
-    assert (check.reference.kind, check.model, check.adapter) == ("rolling", "support", "support")
+    assert (check.reference_kind, check.model, check.adapter) == ("rolling", "support", "support")
     stored = await checks(engine)
     assert stored["prompt_chars"]["n_ref"] == 300
     assert stored["prompt_chars"]["n_cur"] == 300
@@ -118,9 +118,10 @@ async def test_a_pinned_baseline_is_the_reference_and_is_not_compared_with_itsel
     recent = traffic(2, 200, NOW - timedelta(hours=2), words=TRAVEL)
     await insert_requests(engine, pinned + recent)
     # A baseline pinned over the last day too: the current window starts where it ends.
-    await set_drift_baselines(engine, since=NOW - 11 * DAY, until=NOW - timedelta(hours=3), now=NOW)
+    pinned_window = TimeWindow(NOW - 11 * DAY, NOW - timedelta(hours=3))
+    await set_drift_baselines(engine, window=pinned_window, now=NOW)
     (check,) = await run_drift(engine, SETTINGS, metrics(), NOW) or []
-    assert check.reference.kind == "baseline"
+    assert check.reference_kind == "baseline"
     assert check.reference.since == NOW - 11 * DAY
     assert check.current.since == NOW - timedelta(hours=3)
     stored = await checks(engine)
@@ -130,7 +131,7 @@ async def test_a_pinned_baseline_is_the_reference_and_is_not_compared_with_itsel
 
 async def test_a_baseline_whose_rows_are_gone_says_so(engine: AsyncEngine) -> None:
     await insert_requests(engine, traffic(2, 200, NOW - DAY))
-    await set_drift_baselines(engine, since=NOW - 3 * DAY, until=NOW - DAY, now=NOW)
+    await set_drift_baselines(engine, window=TimeWindow(NOW - 3 * DAY, NOW - DAY), now=NOW)
     await run_drift(engine, SETTINGS, metrics(), NOW)
     stored = await checks(engine)
     assert stored["prompt_chars"]["n_ref"] == 0

@@ -18,8 +18,8 @@ from sidecar.drift.embeddings import embed_row, load_embedder
 from sidecar.drift.features import extract_features
 from sidecar.drift.job import run_drift
 from sidecar.metrics import SidecarMetrics
-from sidecar.records import LoggedRequest
-from sidecar.reports.base import ReportWindow
+from sidecar.records import LoggedRequest, TimeWindow
+from sidecar.reports.base import ReportOptions
 from sidecar.reports.drift import drift as drift_report
 from sidecar.settings import AlertRuleSettings, DriftSettings, EmbeddingSettings
 from sidecar.store.tables import drift_checks_table
@@ -81,7 +81,7 @@ async def test_a_topic_change_names_the_prompt_embedding_with_the_prompts_that_m
         if r.spec.name == "drift")  # fmt: skip
     async with engine.connect() as connection:
         readings = await READERS["drift"](connection, rule, NOW + timedelta(minutes=1))
-        report = await drift_report(connection, ReportWindow(NOW - DAY, NOW + DAY))
+        report = await drift_report(connection, TimeWindow(NOW - DAY, NOW + DAY), ReportOptions())
     assert [reading.value for reading in readings] == [100.0]
     _, transitions = evaluate({"drift": rule.spec}, readings, {}, NOW + timedelta(minutes=1))
     assert [transition.event for transition in transitions] == ["firing"]
