@@ -17,7 +17,7 @@ from alembic.autogenerate.api import AutogenContext
 
 from sidecar.settings import load_settings
 from sidecar.store.engine import create_engine, driver_url
-from sidecar.store.models import UtcDateTime, metadata
+from sidecar.store.tables import UtcDateTime, metadata
 
 config = context.config
 

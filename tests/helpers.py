@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from sidecar.store.models import RequestRow
+from sidecar.store.tables import requests_table
 from sidecar.testing.harness import sidecar_settings
 
 __all__ = ["fetch_rows", "sidecar_settings", "sync_url", "wait_for", "wait_for_rows"]
@@ -25,7 +25,7 @@ def sync_url(url: str) -> str:
 
 def fetch_rows(database_url: str, where: str = "1=1", **params: Any) -> list[dict[str, Any]]:
     """Rows of ``requests`` as dicts, typed by the model (JSON decoded on SQLite too)."""
-    table = RequestRow.__table__
+    table = requests_table
     engine = sa.create_engine(sync_url(database_url))
     try:
         with engine.connect() as connection:

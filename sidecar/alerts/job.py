@@ -27,8 +27,8 @@ from sidecar.store.alerts import (
     load_states,
     record_attempt,
     save_round,
-    try_lock,
 )
+from sidecar.store.locks import LockKey, transaction_lock
 
 logger = logging.getLogger("sidecar.alerts")
 MAX_AGE_S = 3600.0
@@ -64,7 +64,7 @@ async def evaluate_round(
     by_name = {definition.spec.name: definition for definition in definitions}
     # Across replicas the advisory lock decides; within a process (and on SQLite) this lock does.
     async with _ROUND_LOCKS.setdefault(engine, asyncio.Lock()), engine.begin() as connection:
-        if not await try_lock(connection):
+        if not await transaction_lock(connection, LockKey.ALERTS):
             return None
         readings = []
         for definition in definitions:

@@ -12,7 +12,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,11 +22,11 @@ from sidecar.alerts.evaluate import Reading, RuleSpec
 from sidecar.drift.job import ALL_FEATURES
 from sidecar.errors import ConfigError
 from sidecar.judge.quality import quality_drop
-from sidecar.records import Scope, Verdict, make_scope
+from sidecar.records import FeatureDrift, Scope, TimeWindow, Verdict, make_scope
 from sidecar.settings import AlertRuleSettings
-from sidecar.store.baselines import QUALITY, active_baselines, scores_by_scope
-from sidecar.store.drift import latest_checks
-from sidecar.store.models import feedback_table, requests_table
+from sidecar.store.baselines import QUALITY, active_baselines
+from sidecar.store.tables import feedback_table, requests_table
+from sidecar.store.windows import newest_drift_run, unbiased_scores, within
 
 SCOPE_COLUMNS = {"model": "model", "adapter": "adapter", "schema": "schema_name"}
 
@@ -66,9 +66,9 @@ def _scope(definition: RuleDefinition, row: Any) -> Scope:
     )
 
 
-def _window(table: sa.Table, definition: RuleDefinition, now: datetime) -> sa.ColumnElement[bool]:
-    since = now - timedelta(seconds=definition.window_s)
-    return sa.and_(table.c.started_at >= since, table.c.started_at < now)
+def _window(definition: RuleDefinition, now: datetime) -> TimeWindow:
+    """The rule's window: the ``window_s`` before ``now``."""
+    return TimeWindow.last(definition.window_s, now)
 
 
 @reader("latency")
@@ -80,7 +80,9 @@ async def latency(
     column = table.c.ttft_ms if definition.options.get("metric") == "ttft" else table.c.latency_ms
     quantile = float(definition.options.get("quantile", 0.95))
     query = sa.select(*_scope_columns(table, definition), column.label("value")).where(
-        _window(table, definition, now), table.c.status < 500, column.is_not(None)
+        within(table.c.started_at, _window(definition, now)),
+        table.c.status < 500,
+        column.is_not(None),
     )
     values: dict[Scope, list[float]] = defaultdict(list)
     for row in (await connection.execute(query)).mappings():
@@ -107,7 +109,10 @@ async def _ratio(
             sa.func.count().label("n"),
             sa.func.sum(sa.case((numerator, 1), else_=0)).label("hits"),
         )
-        .where(_window(table, definition, now), *([where] if where is not None else []))
+        .where(
+            within(table.c.started_at, _window(definition, now)),
+            *([where] if where is not None else []),
+        )
         .group_by(*scope)
     )
     rows = (await connection.execute(query)).mappings().all()
@@ -159,7 +164,7 @@ async def throughput(
     scope = _scope_columns(table, definition)
     query = (
         sa.select(*scope, sa.func.count().label("n"))
-        .where(_window(table, definition, now))
+        .where(within(table.c.started_at, _window(definition, now)))
         .group_by(*scope)
     )
     rows = (await connection.execute(query)).mappings().all()
@@ -177,7 +182,6 @@ async def satisfaction(
     """Percent of feedback in the window that was satisfied (thumbs-up or 4-5)."""
     rated, table = feedback_table, requests_table
     scope = _scope_columns(table, definition)
-    since = now - timedelta(seconds=definition.window_s)
     query = (
         sa.select(
             *scope,
@@ -185,7 +189,7 @@ async def satisfaction(
             sa.func.sum(sa.case((rated.c.satisfied, 1), else_=0)).label("hits"),
         )
         .select_from(rated.join(table, table.c.id == rated.c.request_id))
-        .where(rated.c.created_at >= since, rated.c.created_at < now)
+        .where(within(rated.c.created_at, _window(definition, now)))
         .group_by(*scope)
     )
     rows = (await connection.execute(query)).mappings().all()
@@ -198,9 +202,8 @@ async def quality_drop_reader(
 ) -> list[Reading]:
     """Percent the judge's mean score fell below the quality baseline, counted only when Welch's
     one-sided test finds it significant at ``confidence`` (else 0); samples = scores in window."""
-    since = now - timedelta(seconds=definition.window_s)
     confidence = float(definition.options.get("confidence", 0.95))
-    scores = await scores_by_scope(connection, since, now)
+    scores = await unbiased_scores(connection, _window(definition, now))
     readings = []
     for baseline in await active_baselines(connection, QUALITY):
         if baseline.summary is None:
@@ -226,17 +229,16 @@ async def drift_reader(
 ) -> list[Reading]:
     """Percent of features that drifted in the newest drift run of the window, per model/adapter
     (only the ``features`` named, when given); samples = features with a verdict."""
-    since = now - timedelta(seconds=definition.window_s)
     named = definition.options.get("features")
     verdicts: dict[tuple[str, str], list[bool]] = defaultdict(list)
-    drifted: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in await latest_checks(connection, since, now):
-        key = (row["model"] or "", row["adapter"] or "")
+    drifted: dict[tuple[str, str], list[FeatureDrift]] = defaultdict(list)
+    for check in await newest_drift_run(connection, _window(definition, now)):
+        key, result = (check.model or "", check.adapter or ""), check.result
         verdicts.setdefault(key, [])
-        if row["drifted"] is not None and (named is None or row["feature"] in named):
-            verdicts[key].append(bool(row["drifted"]))
-            if row["drifted"]:
-                drifted[key].append(row)
+        if result.drifted is not None and (named is None or result.feature in named):
+            verdicts[key].append(bool(result.drifted))
+            if result.drifted:
+                drifted[key].append(result)
     readings = []
     for (model, adapter), found in verdicts.items():
         labels = {"model": model, "adapter": adapter, "schema": ""}
@@ -250,20 +252,20 @@ async def drift_reader(
 MOVED_SHOWN, MOVED_CHARS = 3, 120
 
 
-def drift_detail(drifted: list[dict[str, Any]]) -> str:
+def drift_detail(drifted: Sequence[FeatureDrift]) -> str:
     """The drifted features with their statistic, and for an embedding feature the texts of the
     current window that moved most, so the notification says what changed:
     ``drifted: prompt_embedding (mmd 0.005); prompts that moved: "..."; "..."``."""
     if not drifted:
         return ""
     parts = ["drifted: " + ", ".join(
-        f"{row['feature']} ({row['statistic']} {row['value']:.3g})" if row["value"] is not None
-        else row["feature"] for row in drifted)]  # fmt: skip
-    for row in drifted:
-        movers = row["top_movers"] if row["kind"] == "embedding" else None
-        if not isinstance(movers, list) or not movers:
+        f"{result.feature} ({result.statistic} {result.value:.3g})" if result.value is not None
+        else result.feature for result in drifted)]  # fmt: skip
+    for result in drifted:
+        movers = result.top_movers if result.kind == "embedding" else ()
+        if not movers:
             continue
-        what = "prompts" if row["feature"].startswith("prompt") else "outputs"
+        what = "prompts" if result.feature.startswith("prompt") else "outputs"
         texts = [_clip(str(mover[0])) for mover in movers[:MOVED_SHOWN]]
         parts.append(f"{what} that moved: " + "; ".join(f'"{text}"' for text in texts))
     return "; ".join(parts)

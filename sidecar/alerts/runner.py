@@ -17,8 +17,8 @@ from sidecar.metrics import SidecarMetrics
 from sidecar.notifiers.delivery import LogNotifier, Notifier, SlackNotifier, WebhookNotifier
 from sidecar.scheduler import run_every
 from sidecar.settings import AlertSettings
-from sidecar.store.models import alert_state_table
-from sidecar.store.writes import is_connectivity_error
+from sidecar.store.errors import is_connectivity_error
+from sidecar.store.tables import alert_state_table
 
 
 def build_notifiers(settings: AlertSettings) -> dict[str, Notifier]:

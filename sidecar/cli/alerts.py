@@ -53,7 +53,7 @@ def list_alerts(config_path: str | None, database_url: str | None) -> None:
         click.echo("recent transitions:")
     for event in events:
         click.echo(
-            f"  {event['at']}  {event['event']:<9} {event['rule']:<20} {event['scope']} value {event['value']}"
+            f"  {event.at}  {event.event:<9} {event.rule:<20} {event.scope} value {event.value}"
         )
 
 

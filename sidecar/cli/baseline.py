@@ -35,27 +35,27 @@ def set_baseline(
     database_url: str | None,
 ) -> None:  # fmt: skip
     """Pin a baseline from a window: quality = the judge scores in it; drift = its traffic."""
-    from sidecar.store.baselines import set_drift_baselines, set_quality_baselines
+    from sidecar.judge.baselines import set_quality_baselines
+    from sidecar.store.baselines import set_drift_baselines
 
     settings = load_for_database(config_path, database_url, "judge")
-    start, end = parse_window(since, until)
+    window = parse_window(since, until, model=model)
 
     async def go() -> Any:
         async with open_engine(settings) as engine:
             now = datetime.now(UTC)
             if kind == "quality":
                 return await set_quality_baselines(
-                    engine, since=start, until=end, now=now,
-                    confidence=settings.judge.confidence, model=model,
-                )  # fmt: skip
-            return await set_drift_baselines(engine, since=start, until=end, now=now, model=model)
+                    engine, window=window, now=now, confidence=settings.judge.confidence
+                )
+            return await set_drift_baselines(engine, window=window, now=now)
 
     baselines = asyncio.run(go())
-    fresh = [b for b in baselines if b.since == start and b.until == end]
+    fresh = [b for b in baselines if (b.since, b.until) == (window.since, window.until)]
     if not fresh:
         what = "judge scores" if kind == "quality" else "requests"
         raise click.ClickException(
-            f"no {what} between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC"
+            f"no {what} between {window.since:%Y-%m-%d %H:%M} and {window.until:%Y-%m-%d %H:%M} UTC"
             f"{f' for model {model}' if model else ''}: nothing to set a {kind} baseline from"
         )
     for found in fresh:

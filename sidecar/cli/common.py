@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from sidecar.errors import ConfigError
+from sidecar.records import TimeWindow
 from sidecar.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -59,13 +60,18 @@ def load_for_database(config_path: str | None, database_url: str | None, *uses: 
     return settings
 
 
-def parse_window(since: str, until: str | None) -> tuple[datetime, datetime]:
-    """``--since``/``--until`` (a duration ago or an ISO time) as UTC datetimes."""
+def parse_window(
+    since: str, until: str | None, *, model: str | None = None, adapter: str | None = None
+) -> TimeWindow:
+    """``--since``/``--until`` (a duration ago or an ISO time; until defaults to now) as a
+    window, narrowed to ``--model``/``--adapter`` when given."""
     from sidecar.reports.base import parse_since
 
     now = datetime.now(UTC)
     try:
-        return parse_since(since, now), parse_since(until, now) if until else now
+        return TimeWindow(
+            parse_since(since, now), parse_since(until, now) if until else now, model, adapter
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
 

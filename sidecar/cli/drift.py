@@ -47,7 +47,7 @@ def drift_run(config_path: str | None, database_url: str | None) -> None:
         drifted = [result.feature for result in check.results if result.drifted]
         undecided = sum(1 for result in check.results if result.drifted is None)
         click.echo(
-            f"model={check.model} adapter={check.adapter or '-'} vs {check.reference.kind} "
+            f"model={check.model} adapter={check.adapter or '-'} vs {check.reference_kind} "
             f"reference: {', '.join(drifted) or 'no drift'}"
             + (f" ({undecided} features without enough data)" if undecided else "")
         )

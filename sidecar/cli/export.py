@@ -13,6 +13,7 @@ from sidecar.cli.common import (
     database_option,
     load,
     open_engine,
+    parse_window,
     require_schema,
 )
 
@@ -60,21 +61,13 @@ def training_data(
 ) -> None:
     """Write chat examples as OpenAI fine-tuning JSONL ({"messages": [...]}), deduplicated by prompt."""
     from contextlib import ExitStack
-    from datetime import UTC, datetime
     from pathlib import Path
 
     from rich.progress import Progress
 
-    from sidecar.reports.base import ReportWindow, parse_since
     from sidecar.reports.export import count_candidates, export_training_data
 
-    now = datetime.now(UTC)
-    try:
-        window = ReportWindow(
-            parse_since(since, now), parse_since(until, now) if until else now, model, adapter
-        )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
+    window = parse_window(since, until, model=model, adapter=adapter)
     settings = load(config_path, uses=("database",), database={"url": database_url})
     require_schema(settings)
     out = Path(out_path)

@@ -48,7 +48,7 @@ def run(
     from sidecar.store.judgements import claim_samples
 
     settings = load_for_database(config_path, database_url, "judge")
-    start, end = parse_window(since, until)
+    window = parse_window(since, until, model=model)
     if settings.judge.api_key is None and "api.openai.com" in settings.judge.base_url:
         raise click.ClickException(
             "judge.api_key is not set: add `judge: {api_key: ${OPENAI_API_KEY}}` to the config, "
@@ -67,15 +67,15 @@ def run(
                 with Progress(transient=True) as progress:
                     task = progress.add_task("judging", total=limit)
                     advance = lambda count: progress.advance(task, count)  # noqa: E731
-                    lookback_s = (datetime.now(UTC) - start).total_seconds()
+                    lookback_s = (datetime.now(UTC) - window.since).total_seconds()
                     sampled = await claim_samples(
-                        engine, replica=job.replica, now=end, lookback_s=lookback_s, limit=limit,
+                        engine, replica=job.replica, now=window.until, lookback_s=lookback_s, limit=limit,
                         thumbs_down=False, claim_timeout_s=settings.judge.claim_timeout_s,
                     )  # fmt: skip
                     first = await job.judge(sampled, advance)
                     rest = await job.run_batch(
-                        end, since=start, until=end, limit=limit - len(sampled),
-                        reason=SampleReason.MANUAL, model=model, progress=advance,
+                        window.until, window=window, limit=limit - len(sampled),
+                        reason=SampleReason.MANUAL, progress=advance,
                     )  # fmt: skip
                 return first, rest
             finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import sys
 from typing import Any
 
@@ -15,6 +14,7 @@ from sidecar.cli.common import (
     database_option,
     load,
     open_engine,
+    parse_window,
     require_schema,
 )
 from sidecar.settings import Settings
@@ -51,12 +51,11 @@ def report(
     database_url: str | None,
 ) -> None:
     """Print a named report over the logged traffic (`sidecar report --list` shows them)."""
-    from datetime import UTC, datetime
 
     from rich.console import Console
 
     from sidecar.reports import render
-    from sidecar.reports.base import REPORTS, ReportWindow, parse_since
+    from sidecar.reports.base import REPORTS, ReportOptions
     from sidecar.reports.catalog import load_reports
 
     load_reports()
@@ -66,20 +65,10 @@ def report(
         return
     if name not in REPORTS:
         raise click.BadParameter(f"unknown report {name!r}; known: {', '.join(sorted(REPORTS))}")
-    now = datetime.now(UTC)
-    try:
-        window = ReportWindow(
-            since=parse_since(since, now),
-            until=parse_since(until, now) if until else now,
-            model=model,
-            adapter=adapter,
-            group_by=group_by,
-        )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
+    window = parse_window(since, until, model=model, adapter=adapter)
     settings = load(config_path, uses=("database", "cost"), database={"url": database_url})
-    window = dataclasses.replace(window, cost=settings.cost)
-    table = _run_report(settings, name, window)
+    options = ReportOptions(group_by=group_by, cost=settings.cost)
+    table = _run_report(settings, name, window, options)
     if output == "csv":
         click.echo(render.as_csv(table), nl=False)
     elif output == "json":
@@ -89,7 +78,7 @@ def report(
         render.as_text(table, Console(width=None if sys.stdout.isatty() else 200))
 
 
-def _run_report(settings: Settings, name: str, window: Any) -> Any:
+def _run_report(settings: Settings, name: str, window: Any, options: Any) -> Any:
     from sidecar.reports.base import run_report
 
     require_schema(settings)
@@ -97,7 +86,7 @@ def _run_report(settings: Settings, name: str, window: Any) -> Any:
     async def go() -> Any:
         async with open_engine(settings) as engine:
             return await run_report(
-                engine, name, window, timeout_s=settings.database.statement_timeout_s
+                engine, name, window, options, timeout_s=settings.database.statement_timeout_s
             )
 
     return asyncio.run(go())

@@ -38,16 +38,11 @@ from sidecar.drift.features import (
 from sidecar.drift.semantic import MAX_SAMPLES, PERMUTATION_SEED, embedding_drift
 from sidecar.drift.stats import DriftOptions, numerical_drift
 from sidecar.metrics import SidecarMetrics
-from sidecar.records import FeatureDrift
+from sidecar.records import CheckedFeature, FeatureDrift, ScopeCheck, TimeWindow, WindowVectors
 from sidecar.scheduler import run_every
 from sidecar.settings import DriftSettings
 from sidecar.store.baselines import DRIFT, active_baselines
 from sidecar.store.drift import (
-    CheckedFeature,
-    DriftWindow,
-    ScopeCheck,
-    WindowVectors,
-    drift_turn,
     has_vectors,
     last_run_at,
     newest_run,
@@ -59,12 +54,13 @@ from sidecar.store.drift import (
     window_judge_scores,
     window_vectors,
 )
-from sidecar.store.writes import is_connectivity_error
+from sidecar.store.errors import is_connectivity_error
+from sidecar.store.locks import LockKey, session_lock
 
 logger = logging.getLogger("sidecar.drift")
 SCORE_FEATURES = ("judge_score", "feedback_score")
 ScoreReader = Callable[
-    [AsyncConnection, str | None, str | None, DriftWindow, int], Awaitable[Sequence[float]]
+    [AsyncConnection, str | None, str | None, TimeWindow, int], Awaitable[Sequence[float]]
 ]
 # Every feature a drift check can report: what `alerts.rules[drift].features` may name.
 ALL_FEATURES = (*NUMERICAL_FEATURES, *CATEGORICAL_FEATURES, *TEXT_FEATURES,
@@ -81,7 +77,7 @@ async def _turn(engine: AsyncEngine, wait_s: float) -> AsyncIterator[AsyncConnec
     every few seconds to see whether a run is due, which must not make the command fail."""
     deadline = time.monotonic() + wait_s
     while True:
-        async with drift_turn(engine) as connection:
+        async with session_lock(engine, LockKey.DRIFT) as connection:
             if connection is not None or time.monotonic() >= deadline:
                 yield connection
                 return
@@ -95,22 +91,22 @@ async def run_drift(
     """One drift run; None when another replica holds the lock or ran recently (unless forced)."""
     options = DriftOptions(min_samples=settings.min_samples, p_value=settings.p_value,
                            distance=settings.distance)  # fmt: skip
-    current = DriftWindow("current", now - timedelta(seconds=settings.window_s), now)
+    current = TimeWindow.last(settings.window_s, now)
     reference_s = settings.reference_window_s or settings.window_s
-    rolling = DriftWindow("rolling", current.since - timedelta(seconds=reference_s), current.since)
+    rolling = TimeWindow.last(reference_s, current.since)
     async with _turn(engine, FORCED_LOCK_WAIT_S if force else 0.0) as connection:
         if connection is None:
             return None
         last = await last_run_at(connection)
         if not force and last is not None and now - last < timedelta(seconds=settings.interval_s):
             return None
-        pinned = {(b.model, b.adapter): DriftWindow("baseline", b.since, b.until)
+        pinned = {(b.model, b.adapter): TimeWindow(b.since, b.until)
                   for b in await active_baselines(connection, DRIFT)}  # fmt: skip
         checks = []
-        for model, adapter in await scopes_with_traffic(connection, current.since, current.until):
+        for model, adapter in await scopes_with_traffic(connection, current):
             reference = pinned.get((model, adapter), rolling)
             # Never compare a pinned baseline with itself: the current window starts after it.
-            scoped = DriftWindow("current", max(current.since, min(reference.until, now)), now)
+            scoped = TimeWindow(max(current.since, min(reference.until, now)), now)
             ref_rows = await window_features(
                 connection, model, adapter, reference, settings.max_rows
             )
@@ -127,7 +123,8 @@ async def run_drift(
             results += await _quality_results(
                 connection, model, adapter, (reference, scoped), settings, options
             )
-            checks.append(ScopeCheck(model, adapter, reference, scoped, results))
+            kind = "baseline" if (model, adapter) in pinned else "rolling"
+            checks.append(ScopeCheck(model, adapter, kind, reference, scoped, results))
         await connection.rollback()  # end the read (SQLite: let the write below take the lock)
         await save_checks(engine, uuid.uuid4().hex, now, checks)
     await refresh_gauges(engine, metrics, None)
@@ -136,7 +133,7 @@ async def run_drift(
 
 async def _embedding_results(
     connection: AsyncConnection, model: str | None, adapter: str | None,
-    windows: tuple[DriftWindow, DriftWindow], settings: DriftSettings,
+    windows: tuple[TimeWindow, TimeWindow], settings: DriftSettings,
     rng: np.random.Generator | None,
 ) -> tuple[FeatureDrift, ...]:  # fmt: skip
     """``prompt_embedding`` / ``output_embedding``: the MMD test on a seeded sample of each
@@ -196,7 +193,7 @@ async def _embedding_results(
 
 async def _quality_results(
     connection: AsyncConnection, model: str | None, adapter: str | None,
-    windows: tuple[DriftWindow, DriftWindow], settings: DriftSettings, options: DriftOptions,
+    windows: tuple[TimeWindow, TimeWindow], settings: DriftSettings, options: DriftOptions,
 ) -> tuple[FeatureDrift, ...]:  # fmt: skip
     """``judge_score`` and ``feedback_score``: the shape of the distributions (KS, or chi-square
     on the 1-5 ratings), so more 1s and 5s show although the mean holds. Left out when neither

@@ -17,11 +17,12 @@ import socket
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.errors import JudgeRejected, JudgeUnavailable
+from sidecar.judge.baselines import auto_quality_baselines
 from sidecar.judge.client import JudgeClient
 from sidecar.judge.rubric import (
     DEFAULT_RUBRIC,
@@ -37,11 +38,10 @@ from sidecar.judge.rubric import (
 )
 from sidecar.judge.sampling import Sampler, SamplingRule, sampling_policy
 from sidecar.metrics import SidecarMetrics
+from sidecar.records import ClaimedRequest, JudgementResult, TimeWindow
 from sidecar.settings import JudgeSettings
 from sidecar.store import judgements as store
-from sidecar.store.baselines import auto_quality_baselines
-from sidecar.store.judgements import ClaimedRequest, JudgementResult
-from sidecar.store.writes import is_connectivity_error
+from sidecar.store.errors import is_connectivity_error
 
 logger = logging.getLogger("sidecar.judge")
 
@@ -295,14 +295,13 @@ class JudgeJob:
         self,
         now: datetime,
         *,
-        since: datetime,
-        until: datetime,
+        window: TimeWindow,
         limit: int,
         reason: str,
-        model: str | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> RoundResult:
-        """Judge up to ``limit`` random requests of a window (batch and on-demand modes)."""
+        """Judge up to ``limit`` random requests of a window (of its model, when it names one):
+        the batch and on-demand modes."""
         total = RoundResult()
         while total.claimed < limit:
             await self.store_kept()
@@ -315,11 +314,9 @@ class JudgeJob:
                 self.engine,
                 replica=self.replica,
                 now=now,
-                since=since,
-                until=until,
+                window=window,
                 limit=chunk,
                 reason=reason,
-                model=model,
             )
             if not claimed:
                 break
@@ -356,5 +353,6 @@ def next_batch_time(cron: str, after: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def batch_window(now: datetime, lookback_s: float) -> tuple[datetime, datetime]:
-    return now - timedelta(seconds=lookback_s), now
+def batch_window(now: datetime, lookback_s: float) -> TimeWindow:
+    """The periodic batch draws from the ``lookback_s`` before ``now``."""
+    return TimeWindow.last(lookback_s, now)

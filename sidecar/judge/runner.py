@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from sidecar.judge.job import JudgeJob, batch_window, next_batch_time
 from sidecar.records import SampleReason
 from sidecar.scheduler import run_every
+from sidecar.store.errors import is_connectivity_error
 from sidecar.store.judgements import batch_turn
-from sidecar.store.writes import is_connectivity_error
 
 logger = logging.getLogger("sidecar.judge")
 
@@ -50,11 +50,9 @@ async def _batch(job: JudgeJob, due: datetime, now: datetime) -> None:
     async with batch_turn(job.engine, due) as mine:
         if not mine:
             return
-        since, until = batch_window(now, job.settings.lookback_s)
         result = await job.run_batch(
             now,
-            since=since,
-            until=until,
+            window=batch_window(now, job.settings.lookback_s),
             limit=job.settings.batch_samples,
             reason=SampleReason.BATCH,
         )

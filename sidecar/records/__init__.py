@@ -4,23 +4,37 @@ Stages meet only through these frozen records and the store; none of them import
 for a type. ``traffic``: the proxy's :class:`Exchange`, the writer's :class:`LoggedRequest`,
 verdicts, feedback, model identity. ``alerts``: scopes, states, transitions, silences.
 ``quality``: sample reasons and score summaries. ``drift``: one feature's comparison.
-``scopes``: which traffic a configured rule applies to.
+``scopes``: which traffic a configured rule applies to. ``windows``: the :class:`TimeWindow`
+every query reads.
 """
 
 from sidecar.records.alerts import (
+    AlertEvent,
     AlertState,
     Event,
+    OutboxItem,
     Scope,
     Silence,
     Status,
     Transition,
     make_scope,
 )
-from sidecar.records.drift import FeatureDrift, Kind, Statistic
+from sidecar.records.drift import (
+    CheckedFeature,
+    DriftCheck,
+    FeatureDrift,
+    Kind,
+    ScopeCheck,
+    Statistic,
+    WindowVectors,
+)
 from sidecar.records.quality import (
     FAILED_VERDICTS,
     JUDGEABLE_PATHS,
     UNBIASED_REASONS,
+    Baseline,
+    ClaimedRequest,
+    JudgementResult,
     SampleReason,
     ScoreSummary,
 )
@@ -36,31 +50,42 @@ from sidecar.records.traffic import (
     SchemaVerdict,
     Verdict,
 )
+from sidecar.records.windows import TimeWindow
 
 __all__ = [
     "FAILED_VERDICTS",
     "JUDGEABLE_PATHS",
     "UNBIASED_REASONS",
+    "AlertEvent",
     "AlertState",
+    "Baseline",
+    "CheckedFeature",
+    "ClaimedRequest",
+    "DriftCheck",
     "ErrorKind",
     "Event",
     "Exchange",
     "FeatureDrift",
     "Feedback",
     "JsonValue",
+    "JudgementResult",
     "Kind",
     "LoggedRequest",
     "ModelIdentity",
+    "OutboxItem",
     "SampleReason",
     "SchemaIssue",
     "SchemaVerdict",
     "Scope",
+    "ScopeCheck",
     "ScopeMatch",
     "ScoreSummary",
     "Silence",
     "Statistic",
     "Status",
+    "TimeWindow",
     "Transition",
     "Verdict",
+    "WindowVectors",
     "make_scope",
 ]

@@ -1,4 +1,5 @@
-"""Alert vocabulary: scopes, the state of one alert, transitions and silences.
+"""Alert vocabulary: scopes, the state of one alert, transitions and silences, and the stored
+events and outbox items read back.
 
 Produced by the pure lifecycle in :mod:`sidecar.alerts.evaluate`, kept by the store, sent by the
 notifiers and listed by the CLI: each of them imports these from here, none from another.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 Scope = tuple[tuple[str, str], ...]  # sorted (label, value) pairs: ("adapter", "support"), ...
 Status = Literal["inactive", "pending", "firing"]
@@ -62,3 +63,29 @@ class Silence:
 
     def covers(self, rule: str, scope: Scope, now: datetime) -> bool:
         return rule == self.rule and now < self.until and set(self.matchers) <= set(scope)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """A stored transition (a row of ``alert_events``), as listed by the CLI and the admin API."""
+
+    id: int
+    at: datetime
+    rule: str
+    scope: dict[str, str]  # the labels, as stored
+    event: str
+    value: float | None
+    threshold: float | None
+    severity: str
+    notified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A notification claimed for delivery (a row of ``alert_outbox``)."""
+
+    id: int
+    notifier: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime

@@ -1,10 +1,14 @@
-"""Drift vocabulary: the comparison of one feature between two windows."""
+"""Drift vocabulary: the comparison of one feature between two windows, a scope's check in a
+run, and the stored rows read back."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Any, Literal
+
+from sidecar.records.windows import TimeWindow
 
 Kind = Literal["numerical", "categorical", "text", "embedding"]
 Statistic = Literal["ks", "chi2", "wasserstein", "jensenshannon", "mmd"]
@@ -50,3 +54,51 @@ class FeatureDrift:
         values = {key: value for key, value in data.items() if key in known}
         movers = tuple((str(k), float(r), float(c)) for k, r, c in values.get("top_movers") or ())
         return cls(**values | {"top_movers": movers})
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeCheck:
+    """One model/adapter's comparison in a drift run: every feature, reference vs current."""
+
+    model: str | None
+    adapter: str | None
+    reference_kind: str  # baseline (pinned with sidecar baseline set drift) or rolling
+    reference: TimeWindow
+    current: TimeWindow
+    results: tuple[FeatureDrift, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DriftCheck:
+    """One stored row of ``drift_checks``: a feature of one scope in one run."""
+
+    run_id: str
+    checked_at: datetime
+    model: str | None
+    adapter: str | None
+    reference_kind: str
+    reference: TimeWindow
+    current: TimeWindow
+    result: FeatureDrift
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedFeature:
+    """One feature's verdict in a stored run, as the gauges show it."""
+
+    model: str | None
+    adapter: str | None
+    feature: str
+    value: float | None
+    drifted: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowVectors:
+    """A seeded sample of a window's stored vectors for one field, and why others are missing."""
+
+    ids: list[str]
+    vectors: list[bytes]
+    requests: int  # answered requests in the window (with drift features; newest max_rows)
+    embedded: int  # of which have this field's vector
+    without_bodies: int  # of which were logged with request_log.bodies: none

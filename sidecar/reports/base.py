@@ -1,4 +1,5 @@
-"""Report plumbing: the window a report covers, its result table, the registry, a safe runner."""
+"""Report plumbing: the options a report takes beside its window, its result table, the registry,
+a safe runner."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sidecar.records import TimeWindow
 from sidecar.settings import CostSettings
+from sidecar.store.windows import narrowed
 
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -34,11 +37,9 @@ def parse_since(text: str, now: datetime) -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class ReportWindow:
-    since: datetime
-    until: datetime
-    model: str | None = None
-    adapter: str | None = None
+class ReportOptions:
+    """What a report is asked for beyond its :class:`~sidecar.records.TimeWindow`."""
+
     group_by: str | None = None  # "hour" or "day" for reports that bucket by time
     cost: CostSettings = field(default_factory=CostSettings)  # prices for the cost report
 
@@ -54,7 +55,7 @@ class ReportTable:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
 
 
-ReportQuery = Callable[[AsyncConnection, ReportWindow], Awaitable[ReportTable]]
+ReportQuery = Callable[[AsyncConnection, TimeWindow, ReportOptions], Awaitable[ReportTable]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +79,9 @@ def register(name: str, description: str) -> Callable[[ReportQuery], ReportQuery
 
 
 async def run_report(
-    engine: AsyncEngine, name: str, window: ReportWindow, *, timeout_s: float
-) -> ReportTable:
+    engine: AsyncEngine, name: str, window: TimeWindow, options: ReportOptions | None = None, *,
+    timeout_s: float,
+) -> ReportTable:  # fmt: skip
     """Run a report in a read-only transaction with a statement timeout (Postgres)."""
     report = REPORTS[name]
     async with engine.connect() as connection, connection.begin():
@@ -88,7 +90,7 @@ async def run_report(
             await connection.execute(
                 sa.text(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
             )
-        return await report.query(connection, window)
+        return await report.query(connection, window, options or ReportOptions())
 
 
 def time_bucket(
@@ -104,12 +106,6 @@ def time_bucket(
     return sa.func.strftime(sqlite_pattern, column).label("time")
 
 
-def scoped(query: sa.Select[Any], table: sa.Table, window: ReportWindow) -> sa.Select[Any]:
+def scoped(query: sa.Select[Any], table: sa.Table, window: TimeWindow) -> sa.Select[Any]:
     """Restrict a query on ``requests`` to the window, model and adapter asked for."""
-    query = query.where(table.c.started_at >= window.since, table.c.started_at < window.until)
-    # Stored text never holds NUL (the writer stores U+FFFD instead): compare like with like.
-    if window.model:
-        query = query.where(table.c.model == window.model.replace("\x00", "\ufffd"))
-    if window.adapter:
-        query = query.where(table.c.adapter == window.adapter.replace("\x00", "\ufffd"))
-    return query
+    return query.where(*narrowed(table, window))

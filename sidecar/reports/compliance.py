@@ -7,19 +7,22 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sidecar.reports.base import ReportTable, ReportWindow, register, scoped, time_bucket
-from sidecar.store.models import requests_table
+from sidecar.records import TimeWindow
+from sidecar.reports.base import ReportOptions, ReportTable, register, scoped, time_bucket
+from sidecar.store.tables import requests_table
 
 VERDICTS = ("valid", "invalid", "unparseable", "truncated", "schema_error")
 
 
 @register("compliance", "Format compliance by schema, model and adapter (valid share, verdicts).")
-async def compliance(connection: AsyncConnection, window: ReportWindow) -> ReportTable:
+async def compliance(
+    connection: AsyncConnection, window: TimeWindow, options: ReportOptions
+) -> ReportTable:
     table = requests_table
     verdict = table.c.schema_verdict
     counts = [sa.func.sum(sa.case((verdict == name, 1), else_=0)).label(name) for name in VERDICTS]
     keys: list[sa.ColumnElement[Any]] = [table.c.schema_name, table.c.model, table.c.adapter]
-    bucket = time_bucket(connection, window.group_by, table.c.started_at)
+    bucket = time_bucket(connection, options.group_by, table.c.started_at)
     if bucket is not None:
         keys.insert(0, bucket)
     query = scoped(

@@ -7,15 +7,18 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sidecar.reports.base import ReportTable, ReportWindow, register, scoped
+from sidecar.records import TimeWindow
+from sidecar.reports.base import ReportOptions, ReportTable, register, scoped
 from sidecar.reports.cost_model import PRICES_AS_OF, Traffic, api_prices, compare, verdict
-from sidecar.store.models import requests_table
+from sidecar.store.tables import requests_table
 
 MIN_SPAN = timedelta(hours=1)
 
 
 @register("cost", "Self-hosted vs API cost per 1k queries and month, break-even volume, verdict.")
-async def cost(connection: AsyncConnection, window: ReportWindow) -> ReportTable:
+async def cost(
+    connection: AsyncConnection, window: TimeWindow, options: ReportOptions
+) -> ReportTable:
     table = requests_table
     query = scoped(
         sa.select(
@@ -34,9 +37,9 @@ async def cost(connection: AsyncConnection, window: ReportWindow) -> ReportTable
         return ReportTable("Cost", columns, [], ["no completed generations in this window"])
     span = max(window.until - max(row.first, window.since), MIN_SPAN)  # row.first: aware UTC
     traffic = Traffic(row.requests, int(row.prompt), int(row.completion), span / timedelta(days=1))
-    settings = window.cost
+    settings = options.cost
     gpu = settings.monthly_gpu_usd
-    options = compare(traffic, gpu, api_prices(settings.api_prices), settings.system_prompt_tokens)
+    choices = compare(traffic, gpu, api_prices(settings.api_prices), settings.system_prompt_tokens)
     rows: list[tuple[object, ...]] = [
         ("self-hosted (GPU)", round(gpu / traffic.per_month * 1000, 4) if traffic.per_month else None,
          round(gpu, 2), None, None),
@@ -45,7 +48,7 @@ async def cost(connection: AsyncConnection, window: ReportWindow) -> ReportTable
         (option.model, round(option.cost_per_query_usd * 1000, 4), round(option.monthly_usd, 2),
          round(option.break_even_queries_per_month) if option.break_even_queries_per_month else None,
          round(option.hidden_saving_monthly_usd, 2))
-        for option in options
+        for option in choices
     ]  # fmt: skip
     notes = [
         f"Measured {traffic.requests:,} generations over {window_length(traffic.days)}: "
@@ -53,7 +56,7 @@ async def cost(connection: AsyncConnection, window: ReportWindow) -> ReportTable
         f"{row.prompt / row.requests:,.0f} prompt and {row.completion / row.requests:,.0f} "
         f"completion tokens per query.",
         f"GPU: ${gpu:,.2f}/month. API prices: {PRICES_AS_OF}, per 1M tokens (cost.api_prices overrides).",
-        *(verdict(traffic, gpu, option) for option in options),
+        *(verdict(traffic, gpu, option) for option in choices),
     ]
     if settings.system_prompt_tokens:
         notes.append(

@@ -2,45 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sidecar.reports.base import ReportTable, ReportWindow, register
-from sidecar.store.drift import latest_checks
+from sidecar.records import TimeWindow
+from sidecar.reports.base import ReportOptions, ReportTable, register
+from sidecar.store.windows import newest_drift_run
 
 COLUMNS = ["model", "adapter", "feature", "statistic", "value", "threshold", "verdict",
            "n_ref", "n_cur", "reference", "current", "top_movers"]  # fmt: skip
 
 
 @register("drift", "Drift per feature: reference vs current window, statistic and verdict.")
-async def drift(connection: AsyncConnection, window: ReportWindow) -> ReportTable:
+async def drift(
+    connection: AsyncConnection, window: TimeWindow, options: ReportOptions
+) -> ReportTable:
     rows = []
-    checks = await latest_checks(connection, window.since, window.until)
+    checks = await newest_drift_run(connection, window)
     for check in checks:
-        if window.model and check["model"] != window.model:
-            continue
-        if window.adapter and check["adapter"] != window.adapter:
-            continue
-        verdict = {True: "DRIFT", False: "ok"}.get(check["drifted"], check["reason"] or "-")
+        result = check.result
+        verdict = "DRIFT" if result.drifted else "ok"
+        if result.drifted is None:
+            verdict = result.reason or "-"
         rows.append((
-            check["model"], check["adapter"], check["feature"], check["statistic"],
-            _round(check["value"]), check["threshold"], verdict, check["n_ref"], check["n_cur"],
-            _summary(check["reference_summary"]), _summary(check["current_summary"]),
-            _examples(check["top_movers"]) if check["kind"] == "embedding"
-            else _movers(check["top_movers"]),
+            check.model, check.adapter, result.feature, result.statistic, _round(result.value),
+            result.threshold, verdict, result.n_ref, result.n_cur,
+            _summary(result.reference_summary), _summary(result.current_summary),
+            _examples(result.top_movers) if result.kind == "embedding"
+            else _movers(result.top_movers),
         ))  # fmt: skip
     notes = []
     if checks:
         first = checks[0]
+        current, reference = first.current, first.reference
         notes.append(
-            f"run at {first['checked_at']:%Y-%m-%d %H:%M} UTC: current {first['cur_since']:%m-%d %H:%M}"
-            f" .. {first['cur_until']:%m-%d %H:%M} vs {first['reference']} reference "
-            f"{first['ref_since']:%m-%d %H:%M} .. {first['ref_until']:%m-%d %H:%M}"
+            f"run at {first.checked_at:%Y-%m-%d %H:%M} UTC: current {current.since:%m-%d %H:%M}"
+            f" .. {current.until:%m-%d %H:%M} vs {first.reference_kind} reference "
+            f"{reference.since:%m-%d %H:%M} .. {reference.until:%m-%d %H:%M}"
         )
         notes.append("ks, chi2 and mmd values are p-values (drift below the threshold); "
                      "wasserstein and jensenshannon are distances (drift at or above it)")  # fmt: skip
-        if any(check["kind"] == "embedding" for check in checks):
+        if any(check.result.kind == "embedding" for check in checks):
             notes.append("embedding features: top_movers are current prompts/outputs where the "
                          "current window is denser than the reference (kernel similarity "
                          "to the reference -> to the current window)")  # fmt: skip
@@ -66,10 +70,8 @@ def _summary(summary: Any) -> str:
     return ", ".join(f"{name} {share:.0%}" for name, share in list(summary.items())[:3])
 
 
-def _movers(movers: Any) -> str:
+def _movers(movers: Sequence[tuple[str, float, float]]) -> str:
     """The biggest risers and fallers: 'up: flight 0.0%->9.8%; down: plan 12.5%->0.0%'."""
-    if not isinstance(movers, list):
-        return ""
     rising = [m for m in movers if m[2] > m[1]][:3]
     falling = [m for m in movers if m[2] < m[1]][:3]
     parts = [f"{label}: " + ", ".join(f"{name} {ref:.1%}->{cur:.1%}" for name, ref, cur in group)
@@ -77,8 +79,6 @@ def _movers(movers: Any) -> str:
     return "; ".join(parts)
 
 
-def _examples(movers: Any) -> str:
+def _examples(movers: Sequence[tuple[str, float, float]]) -> str:
     """Moved examples of an embedding feature: '"text" 0.31->0.52; ...' (first three)."""
-    if not isinstance(movers, list):
-        return ""
     return "; ".join(f'"{text}" {ref:.2f}->{cur:.2f}' for text, ref, cur in movers[:3])

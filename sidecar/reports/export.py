@@ -21,9 +21,9 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sidecar.reports.base import ReportWindow, scoped
-from sidecar.store.models import feedback_table, requests_table
-from sidecar.store.scoring_models import judgements_table
+from sidecar.records import TimeWindow
+from sidecar.reports.base import scoped
+from sidecar.store.tables import feedback_table, judgements_table, requests_table
 
 Selection = Literal["hard", "good", "all", "low-score"]
 SELECTIONS: tuple[Selection, ...] = ("hard", "good", "all", "low-score")
@@ -120,13 +120,13 @@ def in_holdout(key: str, share: float) -> bool:
     return int(key[:8], 16) / 0xFFFFFFFF < share
 
 
-async def count_candidates(engine: AsyncEngine, window: ReportWindow) -> int:
+async def count_candidates(engine: AsyncEngine, window: TimeWindow) -> int:
     query = scoped(sa.select(sa.func.count()).where(_chat_ok()), requests_table, window)
     async with engine.connect() as connection:
         return int((await connection.execute(query)).scalar_one())
 
 
-async def candidates(engine: AsyncEngine, window: ReportWindow) -> AsyncIterator[Candidate]:
+async def candidates(engine: AsyncEngine, window: TimeWindow) -> AsyncIterator[Candidate]:
     """Successful chat completions in the window, with their feedback folded in."""
     rated = feedback_table
     opinions = (
@@ -171,7 +171,7 @@ def _chat_ok() -> sa.ColumnElement[bool]:
 
 async def export_training_data(
     engine: AsyncEngine,
-    window: ReportWindow,
+    window: TimeWindow,
     selection: Selection,
     out: Any,
     holdout_out: Any | None = None,

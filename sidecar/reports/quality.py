@@ -9,10 +9,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sidecar.judge.quality import quality_drop, summarize
-from sidecar.records import UNBIASED_REASONS
-from sidecar.reports.base import ReportTable, ReportWindow, register, time_bucket
+from sidecar.records import UNBIASED_REASONS, TimeWindow
+from sidecar.reports.base import ReportOptions, ReportTable, register, time_bucket
 from sidecar.store.baselines import QUALITY, active_baselines
-from sidecar.store.scoring_models import judgements_table
+from sidecar.store.tables import judgements_table
+from sidecar.store.windows import narrowed
 
 COLUMNS = ["model", "adapter", "rubric", "scored", "mean", "ci_low", "ci_high", "baseline",
            "change_pct", "verdict", "hard_cases", "hard_mean", "errors", "unjudgeable"]  # fmt: skip
@@ -20,17 +21,15 @@ Key = tuple[Any, ...]
 
 
 @register("quality", "Judge scores per model/adapter vs the quality baseline (drop test).")
-async def quality(connection: AsyncConnection, window: ReportWindow) -> ReportTable:
+async def quality(
+    connection: AsyncConnection, window: TimeWindow, options: ReportOptions
+) -> ReportTable:
     table = judgements_table
-    bucket = time_bucket(connection, window.group_by, table.c.request_started_at)
+    bucket = time_bucket(connection, options.group_by, table.c.request_started_at)
     keys: list[Any] = [*([bucket] if bucket is not None else []), table.c.model, table.c.adapter]
     query = sa.select(
         *keys, table.c.rubric, table.c.status, table.c.sample_reason, table.c.score
-    ).where(table.c.request_started_at >= window.since, table.c.request_started_at < window.until)
-    if window.model:
-        query = query.where(table.c.model == window.model)
-    if window.adapter:
-        query = query.where(table.c.adapter == window.adapter)
+    ).where(*narrowed(table, window, "request_started_at"))
     groups: dict[Key, dict[str, Any]] = defaultdict(
         lambda: {"rubric": None, "scores": [], "hard": [], "errors": 0, "unjudgeable": 0}
     )

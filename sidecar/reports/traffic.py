@@ -9,8 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sidecar.reports.base import ReportTable, ReportWindow, register, scoped, time_bucket
-from sidecar.store.models import feedback_table, requests_table
+from sidecar.records import TimeWindow
+from sidecar.reports.base import ReportOptions, ReportTable, register, scoped, time_bucket
+from sidecar.store.tables import feedback_table, requests_table
 
 QUANTILES = (0.5, 0.95, 0.99)
 
@@ -20,9 +21,11 @@ def _failed(table: sa.Table) -> sa.ColumnElement[bool]:
 
 
 @register("traffic", "Requests, errors and tokens per day (or --by hour) and model.")
-async def traffic(connection: AsyncConnection, window: ReportWindow) -> ReportTable:
+async def traffic(
+    connection: AsyncConnection, window: TimeWindow, options: ReportOptions
+) -> ReportTable:
     table = requests_table
-    bucket = time_bucket(connection, window.group_by or "day", table.c.started_at)
+    bucket = time_bucket(connection, options.group_by or "day", table.c.started_at)
     assert bucket is not None
     keys = [bucket, table.c.model, table.c.adapter]
     query = scoped(
@@ -46,10 +49,12 @@ async def traffic(connection: AsyncConnection, window: ReportWindow) -> ReportTa
 
 
 @register("latency", "Latency and time-to-first-token percentiles (p50/p95/p99) per model/adapter.")
-async def latency(connection: AsyncConnection, window: ReportWindow) -> ReportTable:
+async def latency(
+    connection: AsyncConnection, window: TimeWindow, options: ReportOptions
+) -> ReportTable:
     """Computed in Python so SQLite (no percentile functions) gives the same answer as Postgres."""
     table = requests_table
-    bucket = time_bucket(connection, window.group_by, table.c.started_at)
+    bucket = time_bucket(connection, options.group_by, table.c.started_at)
     keys: list[sa.ColumnElement[Any]] = [table.c.model, table.c.adapter]
     if bucket is not None:
         keys.insert(0, bucket)
@@ -87,7 +92,9 @@ def _quantiles(values: list[float]) -> list[float | None]:
 
 
 @register("errors", "Failed and cancelled requests by kind and status, with an example message.")
-async def errors(connection: AsyncConnection, window: ReportWindow) -> ReportTable:
+async def errors(
+    connection: AsyncConnection, window: TimeWindow, options: ReportOptions
+) -> ReportTable:
     table = requests_table
     keys = [table.c.error_kind, table.c.status, table.c.model]
     query = scoped(
@@ -109,7 +116,9 @@ async def errors(connection: AsyncConnection, window: ReportWindow) -> ReportTab
 
 
 @register("feedback", "User feedback per model/adapter: satisfaction, escalations, mean score.")
-async def feedback(connection: AsyncConnection, window: ReportWindow) -> ReportTable:
+async def feedback(
+    connection: AsyncConnection, window: TimeWindow, options: ReportOptions
+) -> ReportTable:
     requests, rated = requests_table, feedback_table
     keys = [requests.c.model, requests.c.adapter]
     query = scoped(

@@ -30,12 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.errors import StoreUnavailable
 from sidecar.metrics import SidecarMetrics
-from sidecar.reports.base import REPORTS, ReportWindow, parse_since, run_report
+from sidecar.records import TimeWindow
+from sidecar.reports.base import REPORTS, ReportOptions, parse_since, run_report
 from sidecar.reports.catalog import load_reports
 from sidecar.reports.render import as_csv
 from sidecar.settings import CostSettings
 from sidecar.store.alerts import load_states, recent_events
-from sidecar.store.writes import is_connectivity_error
+from sidecar.store.errors import is_connectivity_error
 from sidecar.tokens import bearer_matches
 
 logger = logging.getLogger("sidecar.server.admin")
@@ -157,12 +158,13 @@ def create_admin_app(
             raise ValidationException("by must be hour or day; format must be json or csv")
         now = datetime.now(UTC)
         try:
-            window = ReportWindow(parse_since(since, now), parse_since(until, now) if until else now,
-                                  model, adapter, by, cost or CostSettings())  # fmt: skip
+            window = TimeWindow(parse_since(since, now), parse_since(until, now) if until else now,
+                                model, adapter)  # fmt: skip
         except ValueError as exc:
             raise ValidationException(str(exc)) from exc
+        options = ReportOptions(by, cost or CostSettings())
         table = await from_store(
-            lambda store: run_report(store, name, window, timeout_s=report_timeout_s)
+            lambda store: run_report(store, name, window, options, timeout_s=report_timeout_s)
         )
         if format == "csv":
             return Response(as_csv(table), media_type="text/csv")

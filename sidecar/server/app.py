@@ -36,8 +36,8 @@ from sidecar.server.admin import Readiness, create_admin_app
 from sidecar.server.preflight import preflight
 from sidecar.settings import Settings
 from sidecar.store.engine import create_engine
+from sidecar.store.errors import is_connectivity_error
 from sidecar.store.migrate import upgrade_async
-from sidecar.store.writes import is_connectivity_error
 
 logger = logging.getLogger("sidecar")
 

@@ -1,4 +1,4 @@
-"""The store: tables (``models``), the async engine (``engine``), idempotent writes
+"""The store: tables (``tables``), the async engine (``engine``), idempotent writes
 (``writes``) and Alembic migrations (``migrate``), on Postgres or SQLite.
 
 ORM rows never leave this package; other stages hand in :mod:`sidecar.records` types.

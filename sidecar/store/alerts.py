@@ -3,45 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sidecar.records import AlertState, Scope, Silence, Transition, make_scope
-from sidecar.store.models import (
+from sidecar.records import (
+    AlertEvent,
+    AlertState,
+    OutboxItem,
+    Scope,
+    Silence,
+    Transition,
+    make_scope,
+)
+from sidecar.store.tables import (
     alert_events_table,
     alert_outbox_table,
     alert_silences_table,
     alert_state_table,
 )
 
-ADVISORY_LOCK_KEY = 0x51DEC4A1  # "only one replica evaluates alerts at a time"
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    id: int
-    notifier: str
-    payload: dict[str, Any]
-    attempts: int
-    created_at: datetime
-
 
 def scope_key(scope: Scope) -> str:
     return ",".join(f"{label}={value}" for label, value in make_scope(scope)) or "-"
-
-
-async def try_lock(connection: AsyncConnection) -> bool:
-    """Take the evaluation lock for this transaction (Postgres); SQLite has one process."""
-    if connection.dialect.name != "postgresql":
-        return True
-    result = await connection.execute(
-        sa.select(sa.func.pg_try_advisory_xact_lock(ADVISORY_LOCK_KEY))
-    )
-    return bool(result.scalar_one())
 
 
 async def load_states(connection: AsyncConnection) -> dict[tuple[str, Scope], AlertState]:
@@ -151,7 +137,8 @@ async def add_silence(
         rule=rule, matchers=matchers, until=until, created_at=now, comment=comment))  # fmt: skip
 
 
-async def recent_events(connection: AsyncConnection, limit: int = 20) -> list[dict[str, Any]]:
+async def recent_events(connection: AsyncConnection, limit: int = 20) -> list[AlertEvent]:
+    """The newest ``limit`` transitions, newest first."""
     table = alert_events_table
     query = sa.select(table).order_by(table.c.id.desc()).limit(limit)
-    return [dict(row) for row in (await connection.execute(query)).mappings()]
+    return [AlertEvent(**row) for row in (await connection.execute(query)).mappings()]

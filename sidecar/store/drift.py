@@ -3,9 +3,7 @@ checks."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,54 +11,34 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sidecar.records import UNBIASED_REASONS, FeatureDrift
-from sidecar.store.locks import session_lock
-from sidecar.store.models import feedback_table, requests_table
-from sidecar.store.scoring_models import drift_checks_table, judgements_table
+from sidecar.records import UNBIASED_REASONS, CheckedFeature, ScopeCheck, TimeWindow, WindowVectors
+from sidecar.store.errors import translating
+from sidecar.store.tables import (
+    drift_checks_table,
+    feedback_table,
+    judgements_table,
+    requests_table,
+)
+from sidecar.store.windows import same_model, within
 
-DRIFT_LOCK_KEY = 0x51DEC4A3  # "one replica runs the drift check"
 ID_CHUNK = 500  # ids per IN (...) list
 
 
-@dataclass(frozen=True, slots=True)
-class DriftWindow:
-    kind: str  # baseline or rolling
-    since: datetime
-    until: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ScopeCheck:
-    """One model/adapter's comparison in a run."""
-
-    model: str | None
-    adapter: str | None
-    reference: DriftWindow
-    current: DriftWindow
-    results: tuple[FeatureDrift, ...]
-
-
-def _scope(model: str | None, adapter: str | None) -> list[sa.ColumnElement[bool]]:
+def _answered(window: TimeWindow) -> list[sa.ColumnElement[bool]]:
+    """Requests of the window answered with a 2xx and with drift features."""
     table = requests_table
-    return [
-        table.c.model.is_not_distinct_from(model),
-        table.c.adapter.is_not_distinct_from(adapter),
-    ]
-
-
-def _answered(since: datetime, until: datetime) -> list[sa.ColumnElement[bool]]:
-    table = requests_table
-    return [table.c.started_at >= since, table.c.started_at < until,
-            table.c.status >= 200, table.c.status < 300, table.c.features.is_not(None)]  # fmt: skip
+    return [within(table.c.started_at, window), table.c.status >= 200, table.c.status < 300,
+            table.c.features.is_not(None)]  # fmt: skip
 
 
 async def scopes_with_traffic(
-    connection: AsyncConnection, since: datetime, until: datetime
+    connection: AsyncConnection, window: TimeWindow
 ) -> list[tuple[str | None, str | None]]:
+    """The models and adapters with answered requests in the window."""
     table = requests_table
     query = (
         sa.select(table.c.model, table.c.adapter)
-        .where(*_answered(since, until), table.c.model.is_not(None))
+        .where(*_answered(window), table.c.model.is_not(None))
         .group_by(table.c.model, table.c.adapter)
         .order_by(table.c.model, table.c.adapter)
     )
@@ -68,7 +46,7 @@ async def scopes_with_traffic(
 
 
 async def window_features(
-    connection: AsyncConnection, model: str | None, adapter: str | None, window: DriftWindow,
+    connection: AsyncConnection, model: str | None, adapter: str | None, window: TimeWindow,
     limit: int,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """The stored features of a scope's answered requests in a window, newest first, at most
@@ -76,26 +54,15 @@ async def window_features(
     table = requests_table
     query = (
         sa.select(table.c.features)
-        .where(*_answered(window.since, window.until), *_scope(model, adapter))
+        .where(*_answered(window), *same_model(requests_table, model, adapter))
         .order_by(table.c.started_at.desc())
         .limit(limit)
     )
     return [row[0] for row in await connection.execute(query) if isinstance(row[0], dict)]
 
 
-@dataclass(frozen=True, slots=True)
-class WindowVectors:
-    """A seeded sample of a window's stored vectors for one field, and why others are missing."""
-
-    ids: list[str]
-    vectors: list[bytes]
-    requests: int  # answered requests in the window (with drift features; newest max_rows)
-    embedded: int  # of which have this field's vector
-    without_bodies: int  # of which were logged with request_log.bodies: none
-
-
 async def window_vectors(
-    connection: AsyncConnection, model: str | None, adapter: str | None, window: DriftWindow,
+    connection: AsyncConnection, model: str | None, adapter: str | None, window: TimeWindow,
     columns: Sequence[str], limit: int, sample: int, rng: np.random.Generator,
 ) -> dict[str, WindowVectors]:  # fmt: skip
     """Per column (``prompt_embedding``, ``output_embedding``), at most ``sample`` vectors drawn
@@ -105,7 +72,7 @@ async def window_vectors(
     flags = [table.c[column].is_not(None) for column in columns]
     query = (
         sa.select(table.c.id, table.c.body_policy == "none", *flags)
-        .where(*_answered(window.since, window.until), *_scope(model, adapter))
+        .where(*_answered(window), *same_model(requests_table, model, adapter))
         .order_by(table.c.started_at.desc()).limit(limit)
     )  # fmt: skip
     rows = (await connection.execute(query)).all()
@@ -128,20 +95,20 @@ async def window_vectors(
 
 
 async def has_vectors(
-    connection: AsyncConnection, model: str | None, adapter: str | None, window: DriftWindow,
+    connection: AsyncConnection, model: str | None, adapter: str | None, window: TimeWindow,
     column: str,
 ) -> bool:  # fmt: skip
     """Whether any answered request of the window has a vector in ``column``."""
     table = requests_table
     query = sa.select(table.c.id).where(
-        *_answered(window.since, window.until), *_scope(model, adapter),
+        *_answered(window), *same_model(requests_table, model, adapter),
         table.c[column].is_not(None),
     ).limit(1)  # fmt: skip
     return (await connection.scalar(query)) is not None
 
 
 async def window_judge_scores(
-    connection: AsyncConnection, model: str | None, adapter: str | None, window: DriftWindow,
+    connection: AsyncConnection, model: str | None, adapter: str | None, window: TimeWindow,
     limit: int,
 ) -> list[float]:  # fmt: skip
     """Normalised (0-1) scores of the unbiased judge sample of the window's requests (random,
@@ -150,10 +117,7 @@ async def window_judge_scores(
     query = (
         sa.select(table.c.score_normalized)
         .where(table.c.status == "scored", table.c.sample_reason.in_(sorted(UNBIASED_REASONS)),
-               table.c.request_started_at >= window.since,
-               table.c.request_started_at < window.until,
-               table.c.model.is_not_distinct_from(model),
-               table.c.adapter.is_not_distinct_from(adapter),
+               within(table.c.request_started_at, window), *same_model(table, model, adapter),
                table.c.score_normalized.is_not(None))
         .order_by(table.c.request_started_at.desc()).limit(limit)
     )  # fmt: skip
@@ -161,7 +125,7 @@ async def window_judge_scores(
 
 
 async def window_feedback_scores(
-    connection: AsyncConnection, model: str | None, adapter: str | None, window: DriftWindow,
+    connection: AsyncConnection, model: str | None, adapter: str | None, window: TimeWindow,
     limit: int,
 ) -> list[int]:  # fmt: skip
     """Feedback scores (1-5; up = 5, down = 1) on the window's answered requests."""
@@ -169,7 +133,7 @@ async def window_feedback_scores(
     query = (
         sa.select(feedback.c.score)
         .join(requests, requests.c.id == feedback.c.request_id)
-        .where(*_answered(window.since, window.until), *_scope(model, adapter))
+        .where(*_answered(window), *same_model(requests_table, model, adapter))
         .order_by(requests.c.started_at.desc()).limit(limit)
     )  # fmt: skip
     return [int(row[0]) for row in await connection.execute(query)]
@@ -184,6 +148,7 @@ async def stored_bodies(
     return {row[0]: row[1] for row in await connection.execute(query)}
 
 
+@translating
 async def save_checks(
     engine: AsyncEngine, run_id: str, checked_at: datetime, checks: Sequence[ScopeCheck]
 ) -> None:
@@ -193,7 +158,7 @@ async def save_checks(
             "adapter": check.adapter, "feature": result.feature, "kind": result.kind,
             "statistic": result.statistic, "value": result.value, "threshold": result.threshold,
             "drifted": result.drifted, "psi": result.psi, "n_ref": result.n_ref,
-            "n_cur": result.n_cur, "reference": check.reference.kind,
+            "n_cur": result.n_cur, "reference": check.reference_kind,
             "ref_since": check.reference.since, "ref_until": check.reference.until,
             "cur_since": check.current.since, "cur_until": check.current.until,
             "reason": result.reason, "reference_summary": result.reference_summary,
@@ -215,33 +180,6 @@ async def last_run_at(connection: AsyncConnection) -> datetime | None:
     return found
 
 
-async def latest_checks(
-    connection: AsyncConnection, since: datetime, until: datetime
-) -> list[dict[str, Any]]:
-    """The rows of the newest run in ``[since, until)`` (one run covers every scope)."""
-    table = drift_checks_table
-    newest = (
-        sa.select(table.c.run_id)
-        .where(table.c.checked_at >= since, table.c.checked_at < until)
-        .order_by(table.c.checked_at.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    query = sa.select(table).where(table.c.run_id == newest).order_by(table.c.id)
-    return [dict(row) for row in (await connection.execute(query)).mappings()]
-
-
-@dataclass(frozen=True, slots=True)
-class CheckedFeature:
-    """One feature's verdict in a stored run, as the gauges show it."""
-
-    model: str | None
-    adapter: str | None
-    feature: str
-    value: float | None
-    drifted: bool | None
-
-
 async def newest_run(connection: AsyncConnection) -> tuple[str | None, list[CheckedFeature]]:
     """The id and rows of the newest drift run, whoever ran it (this process, another replica,
     ``sidecar drift run``); ``(None, [])`` before the first. One indexed lookup plus the run."""
@@ -255,10 +193,3 @@ async def newest_run(connection: AsyncConnection) -> tuple[str | None, list[Chec
                       table.c.drifted).where(table.c.run_id == newest).order_by(table.c.id)  # fmt: skip
     rows = (await connection.execute(query)).all()
     return str(newest), [CheckedFeature(*row) for row in rows]
-
-
-def drift_turn(
-    engine: AsyncEngine,
-) -> contextlib.AbstractAsyncContextManager[AsyncConnection | None]:
-    """A connection holding the drift lock (Postgres), or None when another replica holds it."""
-    return session_lock(engine, DRIFT_LOCK_KEY)

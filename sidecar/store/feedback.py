@@ -6,40 +6,20 @@ A row belongs to the client key that wrote it (``client_key_hash``): an upsert f
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sidecar.errors import StoreUnavailable
 from sidecar.records import Feedback
-from sidecar.store.models import feedback_table, requests_table
-from sidecar.store.writes import is_connectivity_error
+from sidecar.store.errors import translating
+from sidecar.store.tables import feedback_table, requests_table
 
-P = ParamSpec("P")
-T = TypeVar("T")
 _UPDATED = ("rating", "score", "satisfied", "escalated", "comment", "updated_at")
 
 
-def _translated(function: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """Raise StoreUnavailable (from the original) when the database cannot be reached."""
-
-    @functools.wraps(function)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await function(*args, **kwargs)
-        except Exception as exc:
-            if is_connectivity_error(exc):
-                raise StoreUnavailable(f"database unreachable: {exc}") from exc
-            raise
-
-    return wrapper
-
-
-@_translated
+@translating
 async def find_request_id(engine: AsyncEngine, any_id: str) -> str | None:
     """The ``requests.id`` for our id (X-Request-Id) or the completion's ``id``."""
     table, any_id = requests_table, _text(any_id)
@@ -50,7 +30,7 @@ async def find_request_id(engine: AsyncEngine, any_id: str) -> str | None:
         return (await connection.execute(query.limit(1))).scalar_one_or_none()
 
 
-@_translated
+@translating
 async def upsert_feedback(engine: AsyncEngine, feedback: Feedback) -> tuple[Feedback, bool] | None:
     """Insert, or update this user's earlier feedback on the request. Returns (row, created),
     or None when the earlier row belongs to another client key (left as it was)."""
@@ -71,7 +51,7 @@ async def upsert_feedback(engine: AsyncEngine, feedback: Feedback) -> tuple[Feed
     return stored, stored.created_at == stored.updated_at
 
 
-@_translated
+@translating
 async def list_feedback(
     engine: AsyncEngine, request_id: str, *, only_key: str | None = None
 ) -> list[Feedback]:

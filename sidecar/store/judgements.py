@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,44 +18,19 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sidecar.records import JUDGEABLE_PATHS, JsonValue, SampleReason
-from sidecar.store.locks import session_lock
-from sidecar.store.models import feedback_table, requests_table
-from sidecar.store.scoring_models import judgements_table
+from sidecar.records import (
+    JUDGEABLE_PATHS,
+    ClaimedRequest,
+    JudgementResult,
+    SampleReason,
+    TimeWindow,
+)
+from sidecar.store.errors import translating
+from sidecar.store.locks import LockKey, session_lock
+from sidecar.store.tables import feedback_table, judgements_table, requests_table
+from sidecar.store.windows import within
 
 CLAIMED, SCORED, ERROR, UNJUDGEABLE = "claimed", "scored", "error", "unjudgeable"
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedRequest:
-    """A request this replica is now responsible for judging."""
-
-    request_id: str
-    sample_reason: str
-    model: str | None
-    adapter: str | None
-    schema_name: str | None
-    request_body: JsonValue
-    response_body: JsonValue
-
-
-@dataclass(frozen=True, slots=True)
-class JudgementResult:
-    status: str  # scored, error or unjudgeable
-    judged_at: datetime
-    rubric: str | None = None
-    rubric_version: str | None = None
-    judge_model: str | None = None
-    score: float | None = None
-    score_normalized: float | None = None
-    scores: dict[str, float] | None = None
-    rationale: str | None = None
-    latency_ms: float | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    cost_usd: float | None = None
-    attempts: int = 0
-    error: str | None = None
 
 
 def _insert(connection: AsyncConnection) -> Any:
@@ -99,6 +73,7 @@ async def _claim_from(
     return [row[0] for row in await connection.execute(statement)]
 
 
+@translating
 async def claim_samples(
     engine: AsyncEngine,
     *,
@@ -158,18 +133,18 @@ async def claim_samples(
     return claimed
 
 
+@translating
 async def claim_random(
     engine: AsyncEngine,
     *,
     replica: str,
     now: datetime,
-    since: datetime,
-    until: datetime,
+    window: TimeWindow,
     limit: int,
     reason: str,
-    model: str | None = None,
 ) -> list[str]:
-    """Claim up to ``limit`` unjudged successful completions drawn at random from a window."""
+    """Claim up to ``limit`` unjudged successful completions drawn at random from a window (of
+    the window's model, when it names one)."""
     table = requests_table
     query = (
         sa.select(
@@ -180,13 +155,12 @@ async def claim_random(
             sa.literal(reason).label("reason"),
         )
         .where(
-            table.c.started_at >= since,
-            table.c.started_at < until,
+            within(table.c.started_at, window),
             table.c.path.in_(sorted(JUDGEABLE_PATHS)),
             table.c.status >= 200,
             table.c.status < 300,
             _unjudged(table.c.id),
-            *([table.c.model == model] if model else []),
+            *([table.c.model == window.model] if window.model else []),
         )
         .order_by(sa.func.random())
         .limit(limit)
@@ -215,6 +189,7 @@ async def _take_over_stale(
     return [row[0] for row in await connection.execute(statement)]
 
 
+@translating
 async def load_claimed(engine: AsyncEngine, request_ids: Sequence[str]) -> list[ClaimedRequest]:
     if not request_ids:
         return []
@@ -237,6 +212,7 @@ async def load_claimed(engine: AsyncEngine, request_ids: Sequence[str]) -> list[
         return [ClaimedRequest(*row) for row in await connection.execute(query)]
 
 
+@translating
 async def record_result(
     engine: AsyncEngine, request_id: str, replica: str, result: JudgementResult
 ) -> bool:
@@ -256,6 +232,7 @@ async def record_result(
         return (await connection.execute(statement)).rowcount == 1
 
 
+@translating
 async def release(engine: AsyncEngine, request_ids: Sequence[str], replica: str) -> None:
     """Give claims back (the judge is down: let a later round try again)."""
     if not request_ids:
@@ -271,6 +248,7 @@ async def release(engine: AsyncEngine, request_ids: Sequence[str], replica: str)
         )
 
 
+@translating
 async def spent_since(engine: AsyncEngine, since: datetime) -> tuple[int, float]:
     """Judge calls made and dollars spent since ``since``, over every replica."""
     table = judgements_table
@@ -283,14 +261,11 @@ async def spent_since(engine: AsyncEngine, since: datetime) -> tuple[int, float]
     return int(calls), float(cost)
 
 
-BATCH_LOCK_KEY = 0x51DEC4A2  # "one replica runs the periodic judge batch"
-
-
 @contextlib.asynccontextmanager
 async def batch_turn(engine: AsyncEngine, due: datetime) -> AsyncIterator[bool]:
     """True for the one replica that should run the batch due at ``due``: it holds the lock, and
     no batch claim has been made since ``due`` (so a late replica does not run it again)."""
-    async with session_lock(engine, BATCH_LOCK_KEY) as connection:
+    async with session_lock(engine, LockKey.JUDGE_BATCH) as connection:
         if connection is None:
             yield False
             return

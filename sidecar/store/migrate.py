@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import zlib
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,10 +23,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 
 from sidecar.store.engine import create_engine, create_sqlite_folder, driver_url, is_memory_sqlite
+from sidecar.store.locks import LockKey, transaction_lock
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
-# Postgres advisory lock held while migrating (other jobs must not use this key).
-MIGRATION_LOCK_KEY = zlib.crc32(b"sidecar.store.migrate")
 
 T = TypeVar("T")
 logger = logging.getLogger("sidecar.store")
@@ -102,15 +100,12 @@ async def _with_connection(url: str, run: Callable[[Config], None]) -> None:
     engine = create_engine(url, pool_size=1, command_timeout_s=None)  # migrations may be long
     try:
         async with engine.begin() as connection:
+            # Replicas starting together would race to create the same tables; the others wait
+            # here, then find the schema already at head. DDL is transactional on Postgres: the
+            # lock is released at commit.
+            await transaction_lock(connection, LockKey.MIGRATION, wait=True)
 
             def run_with(sync_connection: sa.Connection) -> None:
-                if sync_connection.dialect.name == "postgresql":
-                    # Replicas starting together would race to create the same tables; the
-                    # others wait here, then find the schema already at head. DDL is
-                    # transactional on Postgres: the lock is released at commit.
-                    sync_connection.execute(
-                        sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-                    )
                 config = alembic_config(url)
                 config.attributes["connection"] = sync_connection
                 run(config)

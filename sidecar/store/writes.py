@@ -6,9 +6,9 @@ rows that were new. Postgres gets one statement per chunk with a column array pe
 (``INSERT ... SELECT FROM unnest($1::text[], ...)``, about twice the speed of a multi-row
 ``VALUES`` list); SQLite gets SQLAlchemy's multi-row insert.
 
-Errors are translated here, at the seam: a database that cannot be reached becomes
-:class:`~sidecar.errors.StoreUnavailable` (retry the batch later); anything else (a value the
-database refuses) propagates as it is, so the caller can fall back to row by row.
+Errors go through the store's seam (:mod:`sidecar.store.errors`): a database that cannot be
+reached becomes :class:`~sidecar.errors.StoreUnavailable` (retry the batch later); anything else
+(a value the database refuses) propagates as it is, so the caller can fall back to row by row.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import dataclasses
 import functools
 import operator
 import re
-import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -27,10 +26,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sidecar.errors import StoreUnavailable
 from sidecar.records import JsonValue, LoggedRequest
 from sidecar.store.engine import json_dumps
-from sidecar.store.models import UtcDateTime, requests_table
+from sidecar.store.errors import is_connectivity_error, translated_errors
+from sidecar.store.tables import UtcDateTime, requests_table
 
 NUL = "\x00"
 REPLACEMENT = "\ufffd"
@@ -43,31 +42,6 @@ _COLUMNS = tuple(column for column in requests_table.columns if column.name in _
 _FIELDS_WITHOUT_COLUMN = sorted(set(_FIELD_NAMES) - {column.name for column in _COLUMNS})
 _JSON_FIELDS = tuple(column.name for column in _COLUMNS if isinstance(column.type, sa.JSON))
 _TEXT_FIELDS = tuple(column.name for column in _COLUMNS if isinstance(column.type, sa.String))
-
-# SQLSTATE prefixes meaning "this database cannot take writes right now", not "bad data":
-# connection exceptions, insufficient resources (too many connections, disk full), operator
-# intervention (shutting down, starting up, terminated, statement cancelled), system errors,
-# failed authorization, missing database, read-only transaction (a demoted primary).
-_UNAVAILABLE_SQLSTATES = ("08", "53", "57", "58", "28", "3D", "25006")
-
-# Lower-cased fragments of driver messages that carry no SQLSTATE.
-_UNAVAILABLE_MESSAGES = (
-    "connection refused",
-    "connection reset",
-    "connection was closed",
-    "connection is closed",
-    "connection has been closed",
-    "connection timed out",
-    "server closed the connection",
-    "the database system is shutting down",
-    "the database system is starting up",
-    "terminating connection",
-    "unexpected connection_lost",
-    "unable to open database file",  # SQLite: the file or its folder is gone or unreadable
-    "database is locked",  # SQLite: another writer held the lock past busy_timeout
-    "disk i/o error",
-    "database or disk is full",
-)
 
 
 async def insert_requests(engine: AsyncEngine, rows: Sequence[LoggedRequest]) -> int:
@@ -84,7 +58,7 @@ async def insert_requests(engine: AsyncEngine, rows: Sequence[LoggedRequest]) ->
     # Postgres bodies are serialized once, in _column_array, and cleaned there as text.
     values = [_sanitized(row, json_fields=not postgres) for row in rows]
     insert = _insert_postgres if postgres else _insert_sqlite
-    try:
+    with translated_errors():
         async with engine.connect() as connection:
             try:
                 async with connection.begin():
@@ -95,10 +69,6 @@ async def insert_requests(engine: AsyncEngine, rows: Sequence[LoggedRequest]) ->
                     with contextlib.suppress(Exception):
                         await connection.invalidate()
                 raise
-    except Exception as exc:
-        if is_connectivity_error(exc):
-            raise StoreUnavailable(f"database unreachable: {_describe(exc)}") from exc
-        raise
     return inserted
 
 
@@ -207,74 +177,3 @@ def _replace_nul(value: Any) -> Any:
     if isinstance(value, list):
         return [_replace_nul(item) for item in value]
     return value
-
-
-def is_connectivity_error(exc: BaseException) -> bool:
-    """True when ``exc`` means the database cannot be reached or cannot take writes right now.
-
-    Looks through SQLAlchemy's wrapper (``.orig``) and explicit causes: OS-level socket errors
-    and timeouts, pool timeouts, connections SQLAlchemy found dead, SQLSTATEs of the
-    connection/resource/operator classes, and the usual driver messages for a lost server.
-    A value or type error anywhere in the chain (a value the driver cannot encode) is bad
-    data, never an outage: retrying it would block the batch forever.
-    """
-    chain = list(_chain(exc))
-    if any(isinstance(error, ValueError | TypeError) for error in chain):
-        return False
-    for error in chain:
-        if isinstance(error, OSError | sa.exc.TimeoutError | sa.exc.DisconnectionError):
-            return True
-        if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
-            return True
-        sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
-        if isinstance(sqlstate, str):
-            if sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
-                return True
-        elif _message_describes_connection(error):
-            message = str(error).lower()
-            if any(fragment in message for fragment in _UNAVAILABLE_MESSAGES):
-                return True
-    return False
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc``, the DBAPI error SQLAlchemy wrapped, and their explicit causes (no cycles).
-
-    ``__context__`` is not followed: an unrelated error handled earlier must not make a data
-    error look like an outage (the writer would then retry a bad batch forever).
-    """
-    seen: set[int] = set()
-    pending: list[BaseException] = [exc]
-    while pending:
-        error = pending.pop()
-        if id(error) in seen:
-            continue
-        seen.add(id(error))
-        yield error
-        for linked in (getattr(error, "orig", None), error.__cause__):
-            if isinstance(linked, BaseException):
-                pending.append(linked)
-
-
-def _message_describes_connection(error: BaseException) -> bool:
-    """Whether ``error``'s message can be searched for signs of a lost connection.
-
-    Only a driver's own errors qualify, never SQLAlchemy's statement wrapper: its text holds
-    the parameters, i.e. logged bodies, which may well say "connection refused".
-    """
-    if isinstance(error, sa.exc.StatementError):
-        return False
-    if isinstance(error, sqlite3.Error):
-        return True
-    return type(error).__module__.startswith(("asyncpg", "sqlalchemy.dialects", "aiosqlite"))
-
-
-def _describe(exc: BaseException) -> str:
-    """The innermost driver error's class and first line (SQLAlchemy's text holds parameters)."""
-    root = exc
-    for error in _chain(exc):
-        root = error
-        if not isinstance(error, sa.exc.StatementError):
-            break
-    lines = str(root).strip().splitlines()
-    return f"{type(root).__name__}: {lines[0] if lines else 'no detail'}"

@@ -26,7 +26,8 @@ import orjson
 import yaml
 
 from sidecar.fake_vllm import create_fake_vllm
-from sidecar.reports.base import ReportTable, ReportWindow, run_report
+from sidecar.records import TimeWindow
+from sidecar.reports.base import ReportTable, run_report
 from sidecar.reports.catalog import load_reports
 from sidecar.settings import Settings, load_settings
 from sidecar.testing.harness import RunningSidecar, start_sidecar
@@ -101,7 +102,7 @@ def run_demo(
             engine = sidecar.sidecar.engine
             assert engine is not None
             now = datetime.now(UTC) + timedelta(seconds=1)
-            window = ReportWindow(since=now - timedelta(hours=1), until=now)
+            window = TimeWindow(since=now - timedelta(hours=1), until=now)
             for name in ("traffic", "latency", "compliance", "feedback"):
                 show(sidecar.call(run_report(engine, name, window, timeout_s=10)))
         finally:

@@ -17,7 +17,8 @@ from sidecar.alerts.job import deliver_round, evaluate_round
 from sidecar.alerts.readers import DEFAULT_RULES
 from sidecar.notifiers.delivery import Notifier, SlackNotifier, WebhookNotifier
 from sidecar.store.engine import create_engine
-from sidecar.store.writes import insert_requests, is_connectivity_error
+from sidecar.store.errors import is_connectivity_error
+from sidecar.store.writes import insert_requests
 from sidecar.testing.servers import RunningServer
 from sidecar.testing.tcp_relay import tcp_relay
 from sidecar.testing.webhook_sink import WebhookSink

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,7 +15,7 @@ from sidecar.alerts.readers import (
     RuleDefinition,
     drift_detail,
 )
-from sidecar.records import Feedback
+from sidecar.records import FeatureDrift, Feedback
 from sidecar.store.feedback import upsert_feedback
 from sidecar.store.writes import insert_requests
 from tests.reports.test_reports import row
@@ -109,13 +108,12 @@ async def test_checks_that_did_not_finish_are_left_out_of_the_compliance_rate(
 
 def test_the_drift_detail_names_features_and_quotes_moved_texts_briefly() -> None:
     long_prompt = "where is my   flight " + "x" * 300
-    drifted: list[dict[str, Any]] = [
-        {"feature": "user_words", "statistic": "chi2", "value": 0.0012, "kind": "text",
-         "top_movers": [["flight", 0.0, 0.1]]},
-        {"feature": "prompt_embedding", "statistic": "mmd", "value": 0.005, "kind": "embedding",
-         "top_movers": [[long_prompt, 0.3, 0.5], ["book a hotel", 0.2, 0.4]]},
-        {"feature": "output_embedding", "statistic": "mmd", "value": None, "kind": "embedding",
-         "top_movers": None},
+    drifted = [
+        FeatureDrift("user_words", "text", "chi2", 0.0012, 0.05, True, 100, 100,
+                     top_movers=(("flight", 0.0, 0.1),)),
+        FeatureDrift("prompt_embedding", "embedding", "mmd", 0.005, 0.05, True, 100, 100,
+                     top_movers=((long_prompt, 0.3, 0.5), ("book a hotel", 0.2, 0.4))),
+        FeatureDrift("output_embedding", "embedding", "mmd", None, 0.05, True, 100, 100),
     ]  # fmt: skip
     detail = drift_detail(drifted)
     assert detail.startswith(

@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sidecar.alerts.evaluate import evaluate
 from sidecar.alerts.readers import DEFAULT_RULES, READERS
-from sidecar.store.baselines import set_quality_baselines
-from sidecar.store.scoring_models import judgements_table
+from sidecar.judge.baselines import set_quality_baselines
+from sidecar.records import TimeWindow
+from sidecar.store.tables import judgements_table
 from sidecar.store.writes import insert_requests
 from sidecar.testing.factories import logged_request as make_row
 
@@ -48,7 +49,10 @@ async def test_a_significant_drop_per_adapter_fires_and_steady_quality_does_not(
     await judged(engine, scores(1, 4.0, 200), week_ago, adapter="support-lora")
     await judged(engine, scores(2, 4.0, 200), week_ago, adapter="billing-lora")
     baselines = await set_quality_baselines(
-        engine, since=week_ago, until=week_ago + timedelta(hours=1), now=NOW, confidence=0.95
+        engine,
+        window=TimeWindow(week_ago, week_ago + timedelta(hours=1)),
+        now=NOW,
+        confidence=0.95,
     )
     assert len(baselines) == 2
     today = NOW - timedelta(hours=2)
@@ -70,8 +74,9 @@ async def test_a_significant_drop_per_adapter_fires_and_steady_quality_does_not(
 async def test_too_few_scores_cannot_fire(engine: AsyncEngine) -> None:
     week_ago = NOW - timedelta(days=7)
     await judged(engine, scores(1, 4.0, 200), week_ago)
-    await set_quality_baselines(engine, since=week_ago, until=NOW - timedelta(days=1), now=NOW,
-                                confidence=0.95)  # fmt: skip
+    await set_quality_baselines(
+        engine, window=TimeWindow(week_ago, NOW - timedelta(days=1)), now=NOW, confidence=0.95
+    )
     await judged(engine, [1.0] * 10, NOW - timedelta(hours=1))
     async with engine.connect() as connection:
         readings = await READERS["quality_drop"](connection, RULE, NOW)

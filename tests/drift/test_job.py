@@ -18,11 +18,11 @@ from sidecar.alerts.readers import DEFAULT_RULES, READERS
 from sidecar.drift.features import extract_features
 from sidecar.drift.job import run_drift
 from sidecar.metrics import SidecarMetrics
-from sidecar.records import LoggedRequest
+from sidecar.records import LoggedRequest, TimeWindow
 from sidecar.settings import DriftSettings
 from sidecar.store.baselines import set_drift_baselines
-from sidecar.store.drift import DRIFT_LOCK_KEY
-from sidecar.store.scoring_models import drift_checks_table
+from sidecar.store.locks import LockKey
+from sidecar.store.tables import drift_checks_table
 from sidecar.store.writes import insert_requests
 from sidecar.testing.factories import logged_request as make_row
 from sidecar.testing.topics import SUPPORT, TRAVEL, question
@@ -74,7 +74,7 @@ async def test_steady_traffic_shows_no_drift_and_no_alert(engine: AsyncEngine) -
     found = await run_drift(engine, SETTINGS, metrics(), NOW)
     assert found is not None
     (check,) = found
-    assert (check.reference.kind, check.model, check.adapter) == ("rolling", "support", "support")
+    assert (check.reference_kind, check.model, check.adapter) == ("rolling", "support", "support")
     stored = await checks(engine)
     assert stored["prompt_chars"]["n_ref"] == 300
     assert stored["prompt_chars"]["n_cur"] == 300
@@ -118,9 +118,10 @@ async def test_a_pinned_baseline_is_the_reference_and_is_not_compared_with_itsel
     recent = traffic(2, 200, NOW - timedelta(hours=2), words=TRAVEL)
     await insert_requests(engine, pinned + recent)
     # A baseline pinned over the last day too: the current window starts where it ends.
-    await set_drift_baselines(engine, since=NOW - 11 * DAY, until=NOW - timedelta(hours=3), now=NOW)
+    pinned_window = TimeWindow(NOW - 11 * DAY, NOW - timedelta(hours=3))
+    await set_drift_baselines(engine, window=pinned_window, now=NOW)
     (check,) = await run_drift(engine, SETTINGS, metrics(), NOW) or []
-    assert check.reference.kind == "baseline"
+    assert check.reference_kind == "baseline"
     assert check.reference.since == NOW - 11 * DAY
     assert check.current.since == NOW - timedelta(hours=3)
     stored = await checks(engine)
@@ -130,7 +131,7 @@ async def test_a_pinned_baseline_is_the_reference_and_is_not_compared_with_itsel
 
 async def test_a_baseline_whose_rows_are_gone_says_so(engine: AsyncEngine) -> None:
     await insert_requests(engine, traffic(2, 200, NOW - DAY))
-    await set_drift_baselines(engine, since=NOW - 3 * DAY, until=NOW - DAY, now=NOW)
+    await set_drift_baselines(engine, window=TimeWindow(NOW - 3 * DAY, NOW - DAY), now=NOW)
     await run_drift(engine, SETTINGS, metrics(), NOW)
     stored = await checks(engine)
     assert stored["prompt_chars"]["n_ref"] == 0
@@ -168,12 +169,12 @@ async def test_a_forced_run_waits_for_a_replica_holding_the_lock_instead_of_fail
     run is due: `sidecar drift run` (forced) waits for it, a replica's own run does not."""
     await insert_requests(engine, traffic(1, 50, NOW - 2 * DAY) + traffic(2, 50, NOW - DAY))
     async with engine.connect() as holder:
-        assert await holder.scalar(sa.select(sa.func.pg_try_advisory_lock(DRIFT_LOCK_KEY)))
+        assert await holder.scalar(sa.select(sa.func.pg_try_advisory_lock(int(LockKey.DRIFT))))
         await holder.commit()
         assert await run_drift(engine, SETTINGS, metrics(), NOW) is None
         forced = asyncio.create_task(run_drift(engine, SETTINGS, metrics(), NOW, force=True))
         await asyncio.sleep(0.3)  # the forced run is waiting, not given up
         assert not forced.done()
-        await holder.scalar(sa.select(sa.func.pg_advisory_unlock(DRIFT_LOCK_KEY)))
+        await holder.scalar(sa.select(sa.func.pg_advisory_unlock(int(LockKey.DRIFT))))
         await holder.commit()
     assert await asyncio.wait_for(forced, 30) is not None

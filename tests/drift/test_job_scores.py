@@ -16,8 +16,7 @@ from sidecar.drift.job import run_drift
 from sidecar.metrics import SidecarMetrics
 from sidecar.records import LoggedRequest
 from sidecar.settings import DriftSettings
-from sidecar.store.models import feedback_table
-from sidecar.store.scoring_models import drift_checks_table, judgements_table
+from sidecar.store.tables import drift_checks_table, feedback_table, judgements_table
 from sidecar.store.writes import insert_requests
 from sidecar.testing.factories import logged_request as make_row
 

@@ -18,11 +18,11 @@ from sidecar.drift.embeddings import embed_row, load_embedder
 from sidecar.drift.features import extract_features
 from sidecar.drift.job import run_drift
 from sidecar.metrics import SidecarMetrics
-from sidecar.records import LoggedRequest
-from sidecar.reports.base import ReportWindow
+from sidecar.records import LoggedRequest, TimeWindow
+from sidecar.reports.base import ReportOptions
 from sidecar.reports.drift import drift as drift_report
 from sidecar.settings import AlertRuleSettings, DriftSettings, EmbeddingSettings
-from sidecar.store.scoring_models import drift_checks_table
+from sidecar.store.tables import drift_checks_table
 from sidecar.store.writes import insert_requests
 from sidecar.testing.factories import logged_request as make_row
 from sidecar.testing.topics import MONEY_WIDE, TRAVEL_WIDE, carrier_question
@@ -81,7 +81,7 @@ async def test_a_topic_change_names_the_prompt_embedding_with_the_prompts_that_m
         if r.spec.name == "drift")  # fmt: skip
     async with engine.connect() as connection:
         readings = await READERS["drift"](connection, rule, NOW + timedelta(minutes=1))
-        report = await drift_report(connection, ReportWindow(NOW - DAY, NOW + DAY))
+        report = await drift_report(connection, TimeWindow(NOW - DAY, NOW + DAY), ReportOptions())
     assert [reading.value for reading in readings] == [100.0]
     _, transitions = evaluate({"drift": rule.spec}, readings, {}, NOW + timedelta(minutes=1))
     assert [transition.event for transition in transitions] == ["firing"]

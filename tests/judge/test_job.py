@@ -16,14 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sidecar.judge.client import JudgeClient
 from sidecar.judge.job import JudgeJob, Rubrics, build_sampler
 from sidecar.metrics import SidecarMetrics
-from sidecar.records import Feedback, LoggedRequest, SampleReason
+from sidecar.records import Feedback, LoggedRequest, SampleReason, TimeWindow
 from sidecar.settings import JudgeSettings
 from sidecar.store.baselines import QUALITY, active_baselines
 from sidecar.store.engine import create_engine
+from sidecar.store.errors import is_connectivity_error
 from sidecar.store.feedback import upsert_feedback
 from sidecar.store.judgements import claim_samples
-from sidecar.store.scoring_models import judgements_table
-from sidecar.store.writes import insert_requests, is_connectivity_error
+from sidecar.store.tables import judgements_table
+from sidecar.store.writes import insert_requests
 from sidecar.testing.factories import logged_request as make_row
 from sidecar.testing.fake_judge import FakeJudge, Fault
 from sidecar.testing.servers import RunningServer, start_server
@@ -284,7 +285,7 @@ async def test_batch_mode_judges_random_requests_of_a_window(
     job = make_job(engine, judge_server.url)
     ticks: list[int] = []
     result = await job.run_batch(
-        NOW, since=NOW - timedelta(days=7), until=NOW, limit=10, reason=SampleReason.BATCH,
+        NOW, window=TimeWindow(NOW - timedelta(days=7), NOW), limit=10, reason=SampleReason.BATCH,
         progress=ticks.append,
     )  # fmt: skip
     await job.client.close()

@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from sidecar.cli import main
-from sidecar.store.scoring_models import judgements_table
+from sidecar.store.tables import judgements_table
 from sidecar.testing.fake_judge import FakeJudge
 from sidecar.testing.harness import start_sidecar
 from sidecar.testing.servers import RunningServer, start_server

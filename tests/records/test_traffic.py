@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from sidecar.records import ErrorKind, LoggedRequest, Verdict
-from sidecar.store.models import requests_table
+from sidecar.store.tables import requests_table
 from sidecar.testing.factories import logged_request
 
 

@@ -105,7 +105,7 @@ def judge_rows(url: str, scores: dict[int, float | None]) -> None:
     import sqlalchemy as sa
 
     from sidecar.store.engine import create_engine
-    from sidecar.store.scoring_models import judgements_table
+    from sidecar.store.tables import judgements_table
 
     rows = [
         {"request_id": f"{n:032x}", "request_started_at": NOW - timedelta(minutes=5 + n),

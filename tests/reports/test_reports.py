@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sidecar.records import Feedback, LoggedRequest
-from sidecar.reports.base import REPORTS, ReportWindow, parse_since, run_report
+from sidecar.records import Feedback, LoggedRequest, TimeWindow
+from sidecar.reports.base import REPORTS, ReportOptions, parse_since, run_report
 from sidecar.reports.catalog import load_reports
 from sidecar.reports.render import as_csv, as_json
 from sidecar.store.feedback import upsert_feedback
@@ -40,7 +40,7 @@ ROWS = [
     row(12, model="tiny", adapter=None, status=502, error_kind="upstream_unreachable"),
     row(13, model="tiny", adapter=None, minutes_ago=60 * 30),  # outside a 24h window
 ]
-WINDOW = ReportWindow(since=NOW - timedelta(hours=24), until=NOW)
+WINDOW = TimeWindow(since=NOW - timedelta(hours=24), until=NOW)
 
 
 @pytest.fixture
@@ -57,9 +57,12 @@ async def loaded(engine: AsyncEngine) -> AsyncEngine:
 
 
 async def report(
-    engine: AsyncEngine, name: str, window: ReportWindow = WINDOW
+    engine: AsyncEngine,
+    name: str,
+    window: TimeWindow = WINDOW,
+    options: ReportOptions | None = None,
 ) -> list[dict[str, object]]:
-    return (await run_report(engine, name, window, timeout_s=10)).records()
+    return (await run_report(engine, name, window, options, timeout_s=10)).records()
 
 
 async def test_traffic_counts_requests_errors_and_tokens(loaded: AsyncEngine) -> None:
@@ -98,10 +101,8 @@ async def test_errors_and_compliance_and_feedback(loaded: AsyncEngine) -> None:
 
 
 async def test_filters_and_hourly_buckets(loaded: AsyncEngine) -> None:
-    only_tiny = ReportWindow(
-        since=NOW - timedelta(days=3), until=NOW, model="tiny", group_by="hour"
-    )
-    rows = await report(loaded, "traffic", only_tiny)
+    only_tiny = TimeWindow(since=NOW - timedelta(days=3), until=NOW, model="tiny")
+    rows = await report(loaded, "traffic", only_tiny, ReportOptions(group_by="hour"))
     assert [(r["time"], r["requests"]) for r in rows] == [
         ("2026-11-19 06:00", 1),
         ("2026-11-20 11:00", 1),
@@ -125,8 +126,8 @@ async def test_cost_report_on_measured_traffic(loaded: AsyncEngine) -> None:
 
     prices = {"per-call": ApiPrice(input_per_million_usd=0.0, output_per_million_usd=2000.0)}
     cost = CostSettings(gpu_monthly_usd=200.0, api_prices=prices, system_prompt_tokens=0)
-    window = ReportWindow(since=NOW - timedelta(hours=24), until=NOW, cost=cost)
-    table = await run_report(loaded, "cost", window, timeout_s=10)
+    window = TimeWindow(since=NOW - timedelta(hours=24), until=NOW)
+    table = await run_report(loaded, "cost", window, ReportOptions(cost=cost), timeout_s=10)
     rows = {row["option"]: row for row in table.records()}
     # 5 completion tokens x $2000 / 1M = $0.01 per call: the seed's worked example -> 20,000/month.
     assert rows["per-call"]["cost_per_1k_queries_usd"] == 10.0
@@ -148,8 +149,10 @@ async def test_cost_table_prints_cheap_models_per_1000_queries_and_a_short_windo
     from sidecar.reports.render import as_text
     from sidecar.settings import CostSettings
 
-    window = ReportWindow(since=NOW - timedelta(hours=3), until=NOW, cost=CostSettings())
-    table = await run_report(loaded, "cost", window, timeout_s=10)
+    window = TimeWindow(since=NOW - timedelta(hours=3), until=NOW)
+    table = await run_report(
+        loaded, "cost", window, ReportOptions(cost=CostSettings()), timeout_s=10
+    )
     rows = {row["option"]: row for row in table.records()}
     # 10 prompt x $0.15 + 5 completion x $0.60 per 1M tokens = $0.0000045 a query
     assert rows["gpt-4o-mini"]["cost_per_1k_queries_usd"] == 0.0045

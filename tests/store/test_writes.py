@@ -19,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sidecar.errors import StoreUnavailable
 from sidecar.records import LoggedRequest
 from sidecar.store.engine import create_engine
+from sidecar.store.errors import is_connectivity_error
 from sidecar.store.migrate import upgrade
-from sidecar.store.models import requests_table
-from sidecar.store.writes import insert_requests, is_connectivity_error, sanitize_json
+from sidecar.store.tables import requests_table
+from sidecar.store.writes import insert_requests, sanitize_json
 from sidecar.testing.factories import logged_request as make_row
 from sidecar.testing.tcp_relay import tcp_relay
 
@@ -364,54 +365,6 @@ async def test_a_read_only_server_raises_store_unavailable(
             await insert_requests(engine, [make_row()])
     finally:
         await engine.dispose()
-
-
-class _Sqlstate(Exception):
-    def __init__(self, sqlstate: str) -> None:
-        super().__init__(f"error {sqlstate}")
-        self.sqlstate = sqlstate
-
-
-def _wrapped(orig: Exception, params: dict[str, Any] | None = None) -> sa.exc.DBAPIError:
-    return sa.exc.DBAPIError("INSERT INTO requests ...", params or {}, orig)
-
-
-@pytest.mark.parametrize(
-    ("exc", "expected"),
-    [
-        (ConnectionRefusedError(111, "Connection refused"), True),
-        (ConnectionResetError(104, "Connection reset by peer"), True),
-        (TimeoutError(), True),
-        (sa.exc.TimeoutError("QueuePool limit of size 5 overflow 10 reached"), True),
-        (_wrapped(_Sqlstate("57P01")), True),  # admin shutdown
-        (_wrapped(_Sqlstate("57P03")), True),  # the database system is starting up
-        (_wrapped(_Sqlstate("08006")), True),  # connection failure
-        (_wrapped(_Sqlstate("53300")), True),  # too many connections
-        (_wrapped(_Sqlstate("25006")), True),  # read-only transaction
-        (_wrapped(_Sqlstate("23502")), False),  # not-null violation
-        (_wrapped(_Sqlstate("22001")), False),  # value too long
-        (_wrapped(_Sqlstate("42P01")), False),  # undefined table
-        (ValueError("invalid input for query argument $3: 'connection refused'"), False),
-        (_wrapped(ValueError("bad"), {"body": "server closed the connection"}), False),
-        (KeyError("id"), False),
-    ],
-)
-def test_is_connectivity_error_tells_outages_from_bad_data(
-    exc: BaseException, expected: bool
-) -> None:
-    assert is_connectivity_error(exc) is expected
-
-
-def test_an_unrelated_earlier_error_does_not_make_bad_data_an_outage() -> None:
-    bad_data = _wrapped(_Sqlstate("23502"))
-    bad_data.__context__ = ConnectionResetError("raised and handled earlier")
-    assert not is_connectivity_error(bad_data)
-
-
-def test_an_outage_wrapped_by_another_exception_is_still_an_outage() -> None:
-    outer = RuntimeError("while writing")
-    outer.__cause__ = ConnectionRefusedError(111, "Connection refused")
-    assert is_connectivity_error(outer)
 
 
 @pytest.mark.slow
