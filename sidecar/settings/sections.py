@@ -35,8 +35,10 @@ class ProxySettings(_Section, frozen=True):
     inject_stream_usage: bool = True
     max_capture_bytes: int = 16 * MiB
     head_timeout_s: float = 30.0
+    body_timeout_s: float = 60.0
     write_timeout_s: float = 60.0
     max_client_connections: int = 4096
+    max_buffered_response_bytes: int = 4 * MiB
 
 
 class AdminSettings(_Section, frozen=True):

@@ -23,16 +23,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidecar.logqueue.rows import build_row
-from sidecar.proxy.capture import (
-    SUMMARY_HEAD_BYTES,
-    TAIL_BYTES,
-    ResponseCapture,
-    cut_json_summary,
-)
+from sidecar.proxy.capture import SUMMARY_HEAD_BYTES, TAIL_BYTES, ResponseCapture
 from sidecar.records import Exchange, ModelIdentity
 from sidecar.testing.servers import RunningServer, serving
+from sidecar.wire.cut_json import cut_json_summary
 from tests.helpers import fetch_rows, wait_for
-from tests.proxy.test_sse import WITH_USAGE, token
+from tests.wire.test_sse import WITH_USAGE, token
 
 MiB = 1024 * 1024
 USAGE = {"prompt_tokens": 7, "total_tokens": 4007, "completion_tokens": 4000}
