@@ -32,6 +32,20 @@ class UpstreamTimeout(UpstreamError):
     error_type = "GatewayTimeout"
 
 
+class UpstreamReset(UpstreamError):
+    """The upstream closed or broke the connection after the response started."""
+
+    status = 502
+    error_type = "BadGateway"
+
+
+class UpstreamBusy(UpstreamError):
+    """Every upstream connection slot stayed in use for ``upstream.pool_timeout_s``."""
+
+    status = 503
+    error_type = "ServiceUnavailableError"
+
+
 class StoreUnavailable(SidecarError):
     """The database cannot be reached right now; the caller should retry later."""
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import uvicorn
 
+from sidecar.asgi_types import ASGIReceive, ASGIScope, ASGISend
 from sidecar.fake_vllm import admin
 from sidecar.fake_vllm.admin import RouteRequest
 from sidecar.fake_vllm.bodies import (
@@ -41,10 +42,7 @@ from sidecar.fake_vllm.http import (
     EVENT_STREAM,
     VARY,
     Header,
-    Receive,
     Reply,
-    Scope,
-    Send,
     abort_connection,
     find_header,
     header_dict,
@@ -119,7 +117,7 @@ class FakeVllm:
             "/detokenize": Route(post, admin.detokenize_tokens),
         }
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await _lifespan(receive, send)
@@ -160,7 +158,7 @@ class FakeVllm:
             return self._routes["/metrics"]
         return route
 
-    def _request_id_echo(self, scope: Scope) -> tuple[Header, ...]:
+    def _request_id_echo(self, scope: ASGIScope) -> tuple[Header, ...]:
         given = find_header(scope, b"x-request-id")
         return ((b"x-request-id", given if given is not None else uuid.uuid4().hex.encode()),)
 
@@ -171,7 +169,7 @@ class FakeVllm:
 
     async def _generate(
         self, endpoint: Endpoint, body: bytes, headers: dict[str, str],
-        receive: Receive, send: Send, extra: tuple[Header, ...],
+        receive: ASGIReceive, send: ASGISend, extra: tuple[Header, ...],
     ) -> None:  # fmt: skip
         started = time.perf_counter()
         config = self.config
@@ -227,7 +225,12 @@ class FakeVllm:
         )  # fmt: skip
 
     async def _inject(
-        self, status: int, knobs: Knobs, receive: Receive, send: Send, extra: tuple[Header, ...]
+        self,
+        status: int,
+        knobs: Knobs,
+        receive: ASGIReceive,
+        send: ASGISend,
+        extra: tuple[Header, ...],
     ) -> None:
         """Answer ``status`` in vLLM's error shape, after the configured latency."""
         if knobs.latency_s > 0:
@@ -265,7 +268,7 @@ class FakeVllm:
 
     async def _stream(
         self, meta: ResponseMeta, choices: list[ChoiceOutput], request: GenerationRequest,
-        knobs: Knobs, send: Send, extra: tuple[Header, ...], watcher: asyncio.Future[None],
+        knobs: Knobs, send: ASGISend, extra: tuple[Header, ...], watcher: asyncio.Future[None],
     ) -> float | None:  # fmt: skip
         """Send the SSE events; the time of the first token, or None if it did not finish."""
         events = stream_events(
@@ -302,7 +305,12 @@ class FakeVllm:
         return first_token_at
 
     async def _route_reply(
-        self, route: Route, scope: Scope, receive: Receive, send: Send, extra: tuple[Header, ...]
+        self,
+        route: Route,
+        scope: ASGIScope,
+        receive: ASGIReceive,
+        send: ASGISend,
+        extra: tuple[Header, ...],
     ) -> None:
         body = await read_body(receive) if scope["method"] == "POST" else b""
         context = RouteRequest(
@@ -315,7 +323,7 @@ class FakeVllm:
         return Reply(200, self.metrics.exposition(), (b"content-type", METRICS_CONTENT_TYPE))
 
 
-def _content_type(scope: Scope) -> str | None:
+def _content_type(scope: ASGIScope) -> str | None:
     value = find_header(scope, b"content-type")
     return value.decode("latin-1") if value is not None else None
 
@@ -328,7 +336,7 @@ def _authorized(header: bytes | None, api_key: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), api_key.encode())
 
 
-def _watch(receive: Receive) -> asyncio.Future[None]:
+def _watch(receive: ASGIReceive) -> asyncio.Future[None]:
     return asyncio.ensure_future(wait_for_disconnect(receive))
 
 
@@ -338,7 +346,7 @@ async def _client_left(watcher: asyncio.Future[None], wait_s: float) -> bool:
     return watcher.done()
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def _lifespan(receive: ASGIReceive, send: ASGISend) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":

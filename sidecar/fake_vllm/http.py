@@ -5,13 +5,9 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from sidecar.asgi_types import ASGIReceive, ASGIScope, ASGISend
+
 Header = tuple[bytes, bytes]
 
 VARY: Header = (b"vary", b"Origin")
@@ -20,7 +16,7 @@ EVENT_STREAM: Header = (b"content-type", b"text/event-stream; charset=utf-8")
 RST_ON_CLOSE = struct.pack("ii", 1, 0)
 
 
-async def read_body(receive: Receive) -> bytes:
+async def read_body(receive: ASGIReceive) -> bytes:
     message = await receive()
     body: bytes = message.get("body", b"")
     if not message.get("more_body"):
@@ -32,12 +28,12 @@ async def read_body(receive: Receive) -> bytes:
     return b"".join(parts)
 
 
-def header_dict(scope: Scope) -> dict[str, str]:
+def header_dict(scope: ASGIScope) -> dict[str, str]:
     """Request headers by lower-case name (the last one wins), latin-1 decoded like Starlette."""
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
 
 
-def find_header(scope: Scope, wanted: bytes) -> bytes | None:
+def find_header(scope: ASGIScope, wanted: bytes) -> bytes | None:
     for name, value in scope["headers"]:
         if name == wanted:
             return bytes(value)
@@ -45,7 +41,7 @@ def find_header(scope: Scope, wanted: bytes) -> bytes | None:
 
 
 async def reply(
-    send: Send,
+    send: ASGISend,
     status: int,
     body: bytes,
     content_type: Header | None = JSON,
@@ -61,7 +57,7 @@ async def reply(
     await send({"type": "http.response.body", "body": body})
 
 
-async def wait_for_disconnect(receive: Receive) -> None:
+async def wait_for_disconnect(receive: ASGIReceive) -> None:
     """Return once the client has gone (call only after the request body was read).
 
     Under uvicorn this also returns once the response is complete, so callers cancel it first.
@@ -70,7 +66,7 @@ async def wait_for_disconnect(receive: Receive) -> None:
         pass
 
 
-def abort_connection(send: Send) -> bool:
+def abort_connection(send: ASGISend) -> bool:
     """Reset the TCP connection under ``send`` (RST, not FIN). False if the server hides it.
 
     uvicorn's ``send`` is a bound method of its request cycle, which holds the transport.

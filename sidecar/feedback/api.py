@@ -13,20 +13,20 @@ import asyncio
 import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.params import FromQuery
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sidecar.asgi_types import ASGIApp
 from sidecar.errors import StoreUnavailable
 from sidecar.feedback.body import BodyError, parse_feedback
 from sidecar.metrics import SidecarMetrics
-from sidecar.proxy.capture import ClientKeyHasher
 from sidecar.records import Feedback
 from sidecar.store.feedback import find_request_id, list_feedback, upsert_feedback
-from sidecar.tokens import bearer_matches
+from sidecar.tokens import ClientKeyHasher, bearer_matches
 
 MAX_BODY_BYTES = 64 * 1024
 WRITER_CATCH_UP_S = 3.0  # a response logged a moment ago may still be in the spool
@@ -56,9 +56,10 @@ def create_feedback_app(
     pending_log: Callable[[], bool],
     *,
     admin_token: str | None = None,
-) -> Litestar:
-    """``engine`` and ``pending_log`` are read per request (the engine exists once started);
-    ``admin_token`` reads every rating (None: each key reads only its own)."""
+) -> ASGIApp:
+    """The routes as one ASGI app, for the proxy to mount under ``/sidecar/``. ``engine`` and
+    ``pending_log`` are read per request (the engine exists once started); ``admin_token``
+    reads every rating (None: each key reads only its own)."""
     hash_key = ClientKeyHasher()
 
     async def resolve(any_id: str) -> str | None:
@@ -142,10 +143,11 @@ def create_feedback_app(
         kind = "NotFoundError" if exc.status_code == 404 else "BadRequestError"
         return _error(exc.status_code, exc.detail, kind)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[give, read],
         openapi_config=None,
         request_max_body_size=MAX_BODY_BYTES,
         exception_handlers={HTTPException: not_found},
         logging_config=None,  # the CLI configured logging (log_level); Litestar must not reset it
     )
+    return cast(ASGIApp, app)

@@ -20,7 +20,6 @@ import msgspec
 from sidecar.drift.embeddings import Field, embed_row, load_embedder
 from sidecar.drift.features import extract_features
 from sidecar.logqueue.rows import prepare_row, with_verdict
-from sidecar.proxy.catalog import identify_in
 from sidecar.records import (
     Exchange,
     LoggedRequest,
@@ -31,6 +30,7 @@ from sidecar.records import (
 )
 from sidecar.validators.compliance import Compliance
 from sidecar.validators.selection import Exchanged
+from sidecar.wire.identity import identify_in
 
 # Why a row was logged without part of its build (sidecar_log_rows_degraded_total{reason}).
 CHECK_TIMEOUT = "check_timeout"  # its build ran past writer.record_deadline_s, twice

@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 
 from sidecar.logqueue.redaction import redact
-from sidecar.proxy.capture import cut_json_summary
-from sidecar.proxy.sse import reassemble, whole_events_around
 from sidecar.records import Exchange, JsonValue, LoggedRequest, ModelIdentity, SchemaVerdict
 from sidecar.validators.selection import Exchanged
+from sidecar.wire.cut_json import cut_json_summary
+from sidecar.wire.sse import reassemble, whole_events_around
 
 IdentifyModel = Callable[[str | None], ModelIdentity]
 

@@ -1,26 +1,21 @@
 """The proxy ASGI app: forward every path except ``/sidecar/``; each request is a
-:class:`~sidecar.proxy.exchange.ProxiedRequest` (relay bytes, capture an Exchange).
+:class:`~sidecar.proxy.relay.ProxiedRequest` (relay bytes, capture an Exchange).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
+from sidecar.asgi_types import ASGIApp, ASGIReceive, ASGIScope, ASGISend
 from sidecar.metrics import SidecarMetrics
-from sidecar.proxy.capture import ClientKeyHasher, ExchangeSink
-from sidecar.proxy.exchange import ProxiedRequest, StreamAborted
+from sidecar.proxy.capture import ExchangeSink
+from sidecar.proxy.relay import ProxiedRequest, StreamAborted
 from sidecar.proxy.responses import error_body, send_json
 from sidecar.proxy.upstream import UpstreamClient
 from sidecar.settings import Settings
+from sidecar.tokens import ClientKeyHasher
 
-__all__ = ["ASGIApp", "ProxyApp", "StreamAborted"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+__all__ = ["ProxyApp", "StreamAborted"]
 
 RESERVED_PREFIX = "/sidecar/"
 
@@ -45,6 +40,9 @@ class ProxyApp:
         self.metrics = metrics
         self.sidecar_app = sidecar_app
         self.max_body_bytes = settings.proxy.max_body_bytes
+        self.body_timeout_s = settings.proxy.body_timeout_s
+        # Non-stream responses up to this size are read whole; larger ones go chunk by chunk.
+        self.max_buffered_response_bytes = settings.proxy.max_buffered_response_bytes
         # The log stores bodies up to request_log.max_body_bytes: keep no more of a response.
         self.keep_bytes = min(settings.proxy.max_capture_bytes, settings.request_log.max_body_bytes)
         self.write_timeout_s = settings.proxy.write_timeout_s
@@ -52,7 +50,7 @@ class ProxyApp:
         self.upstream_api_key = settings.upstream.api_key
         self.hash_client_key = ClientKeyHasher()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["type"] != "http":
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1003})

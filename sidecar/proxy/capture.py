@@ -1,18 +1,19 @@
-"""Small pure pieces of the capture: what is kept of a response, request ids, client identity,
-the sink protocol."""
+"""What the log learns of one exchange: a pure accumulator (:class:`Capture`), the bounded copy
+of the response (:class:`ResponseCapture`), request ids, the metrics of a finished exchange
+(:func:`observe`) and the sink protocol. No sockets and no clocks: every time is passed in."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import time
 from collections import deque
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
 
-import orjson
+from sidecar.records import ErrorKind, Exchange
 
-from sidecar.records import Exchange
+if TYPE_CHECKING:
+    from sidecar.metrics import SidecarMetrics
 
 
 class ExchangeSink(Protocol):
@@ -21,6 +22,8 @@ class ExchangeSink(Protocol):
     def submit(self, exchange: Exchange) -> None: ...
 
 
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for "the client went away first"
+REFUSED_REQUEST_STATUSES = frozenset({400, 413, 422})  # the upstream found the request malformed
 TAIL_BYTES = 64 * 1024  # the end of a long response: usage, finish reason, the last events
 SUMMARY_HEAD_BYTES = 64 * 1024  # the start of a response too long to store: id, model, 1st token
 MAX_CHUNK_MARKS = 4096  # chunk times kept per stream (the time to first token needs the first)
@@ -115,95 +118,133 @@ def new_request_id(now_s: float | None = None) -> str:
     return f"{millis:012x}{os.urandom(10).hex()}"
 
 
-class ClientKeyHasher:
-    """Hash API keys to a short stable identity; the key itself is never stored."""
+class Capture:
+    """Everything the :class:`~sidecar.records.Exchange` record needs, gathered as the relay runs.
 
-    __slots__ = ("_cache",)
-    _MAX_CACHED = 4096
-
-    def __init__(self) -> None:
-        self._cache: dict[bytes, str] = {}
-
-    def __call__(self, authorization: bytes | None) -> str | None:
-        if not authorization:
-            return None
-        cached = self._cache.get(authorization)
-        if cached is not None:
-            return cached
-        _, _, token = authorization.partition(b" ")
-        digest = hashlib.sha256(token.strip() or authorization).hexdigest()[:16]
-        if len(self._cache) >= self._MAX_CACHED:
-            self._cache.clear()
-        self._cache[authorization] = digest
-        return digest
-
-
-_HEAD_STRING = re.compile(rb'"(id|object|model)":"((?:[^"\\]|\\.)*)"')
-_HEAD_CREATED = re.compile(rb'"created":(\d+)')
-_FINISH_REASON = re.compile(rb'"finish_reason":"((?:[^"\\]|\\.)*)"')
-_USAGE_KEY = b'"usage":{'
-
-
-def cut_json_summary(body: bytes, gap_at: int) -> dict[str, Any]:
-    """What a JSON response captured with its middle dropped still tells: the head's ``id``,
-    ``object``, ``created`` and ``model``, the tail's ``usage`` and last ``finish_reason``.
-
-    Shaped like the response (``choices`` holds only the finish reason), so the row builder reads
-    it like a whole body. Fields not found are left out.
+    The relay fills in the request (:attr:`request_body`, :attr:`model`, :attr:`usage_injected`,
+    :attr:`upstream_ms`) and reports what happens: :meth:`on_response` for the upstream's status
+    and headers, :meth:`on_chunk` per body chunk, and how it ended (:meth:`on_error`,
+    :meth:`on_sidecar_answer`, :meth:`on_client_gone`). Times are ``time.perf_counter()``
+    seconds passed in; :meth:`to_exchange` builds the record at ``now``.
     """
-    head, tail = body[: min(gap_at, 4096)], body[gap_at:]
-    summary: dict[str, Any] = {}
-    for match in _HEAD_STRING.finditer(head):
-        key = match.group(1).decode()
-        if key not in summary:
-            summary[key] = _json_string(match.group(2))
-    created = _HEAD_CREATED.search(head)
-    if created is not None:
-        summary["created"] = int(created.group(1))
-    finish = None
-    for finish in _FINISH_REASON.finditer(tail):  # noqa: B007 - the last one
-        pass
-    if finish is not None:
-        summary["choices"] = [{"index": 0, "finish_reason": _json_string(finish.group(1))}]
-    start = tail.rfind(_USAGE_KEY)
-    if start >= 0:
-        usage = _json_object_at(tail, start + len(_USAGE_KEY) - 1)
-        if usage is not None:
-            summary["usage"] = usage
-    return summary
+
+    __slots__ = ("body", "cancelled", "client_key_hash", "error_kind", "error_message", "headers",
+                 "id", "method", "model", "path", "query", "request_body",
+                 "response_content_type", "started", "started_at", "status", "stream", "ttfb_ms",
+                 "upstream_ms", "usage_injected")  # fmt: skip
+
+    def __init__(
+        self, request_id: str, started: float, started_at: float, method: str, path: str,
+        query: bytes, headers: Mapping[bytes, bytes], *, keep_bytes: int,
+        client_key_hash: str | None,
+    ) -> None:  # fmt: skip
+        self.id = request_id
+        self.started = started  # perf_counter seconds: every duration is measured from here
+        self.started_at = started_at  # Unix seconds, for the record
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers  # the request's, by lower-case name
+        self.client_key_hash = client_key_hash
+        self.request_body = b""
+        self.model: str | None = None  # the request's "model", when it is JSON
+        self.usage_injected = False
+        self.upstream_ms: float | None = None
+        self.status = 0
+        self.response_content_type: str | None = None
+        self.stream = False
+        self.ttfb_ms: float | None = None
+        self.body = ResponseCapture(keep_bytes)
+        self.error_kind: str | None = None
+        self.error_message: str | None = None
+        self.cancelled = False
+
+    def on_response(self, status: int, content_type: str | None, length: int | None) -> None:
+        """The upstream's status line and headers arrived (a status a client can be sent)."""
+        self.status = status
+        if status >= 500:
+            self.error_kind = ErrorKind.UPSTREAM_ERROR
+        elif status in REFUSED_REQUEST_STATUSES:
+            self.error_kind = ErrorKind.BAD_REQUEST
+        self.response_content_type = content_type
+        self.stream = content_type is not None and content_type.startswith("text/event-stream")
+        self.body.expect(length)
+
+    def on_chunk(self, chunk: bytes, now: float) -> None:
+        """A piece of the upstream's response body arrived at ``now``."""
+        elapsed_ms = (now - self.started) * 1000.0
+        if self.ttfb_ms is None:
+            self.ttfb_ms = elapsed_ms
+        self.body.add(chunk, elapsed_ms if self.stream else None)
+
+    def on_error(self, kind: str, message: str) -> None:
+        """The exchange failed (an :class:`~sidecar.records.ErrorKind` value and why)."""
+        self.error_kind = kind
+        self.error_message = message
+
+    def on_sidecar_answer(self, status: int, kind: str, message: str, body: bytes) -> None:
+        """The sidecar answers with its own error (nothing was relayed): ``body`` is logged."""
+        self.status = status
+        self.on_error(kind, message)
+        self.response_content_type = "application/json"
+        self.body.replace(body)
+
+    def on_client_gone(self) -> None:
+        """The client disconnected before its response was complete."""
+        self.cancelled = True
+        self.on_error(
+            ErrorKind.CLIENT_DISCONNECTED,
+            "the client disconnected before the response was complete",
+        )
+        if not self.status:
+            self.status = CLIENT_CLOSED_REQUEST
+
+    def to_exchange(self, now: float) -> Exchange:
+        """The record of the exchange as it stands at ``now`` (its end)."""
+        headers = self.headers
+        content_type = headers.get(b"content-type")
+        client_request_id = headers.get(b"x-request-id")
+        body = self.body
+        return Exchange(
+            id=self.id,
+            client_request_id=client_request_id.decode("latin-1") if client_request_id else None,
+            started_at=self.started_at,
+            method=self.method,
+            path=self.path,
+            query=self.query.decode("latin-1"),
+            status=self.status,
+            latency_ms=(now - self.started) * 1000.0,
+            ttfb_ms=self.ttfb_ms,
+            upstream_ms=self.upstream_ms,
+            request_content_type=content_type.decode("latin-1") if content_type else None,
+            request_body=self.request_body,
+            response_content_type=self.response_content_type,
+            response_body=body.body(),
+            stream=self.stream,
+            usage_injected=self.usage_injected,
+            error_kind=self.error_kind,
+            error_message=self.error_message,
+            cancelled=self.cancelled,
+            client_key_hash=self.client_key_hash,
+            capture_truncated=body.gap_at is not None,
+            chunk_marks=tuple(body.marks),
+            schema_header=_text(headers.get(b"x-sidecar-schema")),
+            response_bytes=body.total_bytes,
+            response_gap_at=body.gap_at,
+        )
 
 
-def _json_string(raw: bytes) -> str | None:
-    try:
-        value = orjson.loads(b'"' + raw + b'"')
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, str) else None
+def observe(exchange: Exchange, model: str | None, metrics: SidecarMetrics) -> None:
+    """Every metric one finished exchange moves, in one place (so each is counted once)."""
+    label = metrics.model_label(model)
+    metrics.requests.labels(label, str(exchange.status)).inc()
+    metrics.request_duration.labels(label).observe(exchange.latency_ms / 1000.0)
+    kind = exchange.error_kind
+    if kind is not None and kind.startswith("upstream"):
+        metrics.upstream_errors.labels(kind).inc()
+    if exchange.cancelled:
+        metrics.client_disconnects.inc()
 
 
-def _json_object_at(data: bytes, start: int) -> dict[str, Any] | None:
-    """The JSON object that starts at ``data[start]`` (``{``), when it ends within ``data``."""
-    depth = 0
-    in_string = escaped = False
-    for index in range(start, len(data)):
-        byte = data[index]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte == 0x7B:  # {
-            depth += 1
-        elif byte == 0x7D:  # }
-            depth -= 1
-            if depth == 0:
-                try:
-                    value = orjson.loads(data[start : index + 1])
-                except orjson.JSONDecodeError:
-                    return None
-                return value if isinstance(value, dict) else None
-    return None
+def _text(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None

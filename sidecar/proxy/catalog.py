@@ -5,23 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from sidecar.errors import UpstreamError
 from sidecar.proxy.upstream import UpstreamClient
 from sidecar.records import ModelIdentity
+from sidecar.wire.identity import identify_in
 
 logger = logging.getLogger("sidecar.catalog")
 MIN_REFRESH_INTERVAL_S = 1.0
-
-
-def identify_in(parents: Mapping[str, str | None], model: str | None) -> ModelIdentity:
-    """Base model and adapter for ``model`` given served name -> parent (None for a base)."""
-    if model is None or model not in parents:
-        return ModelIdentity(None, None)
-    parent = parents[model]
-    return ModelIdentity(parent, model) if parent else ModelIdentity(model, None)
 
 
 class ModelCatalog:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import orjson
 
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+from sidecar.asgi_types import ASGISend
 
 
 def error_body(message: str, error_type: str, status: int, param: str | None = None) -> bytes:
@@ -18,7 +17,7 @@ def error_body(message: str, error_type: str, status: int, param: str | None = N
 
 
 async def send_json(
-    send: Send, status: int, body: bytes, extra_headers: Sequence[tuple[bytes, bytes]] = ()
+    send: ASGISend, status: int, body: bytes, extra_headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
     headers = [
         (b"content-type", b"application/json"),

@@ -20,26 +20,17 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import aiohttp
 from yarl import URL
 
-from sidecar.errors import UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from sidecar.errors import (
+    UpstreamBusy,
+    UpstreamReset,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from sidecar.records import ErrorKind
 from sidecar.settings import UpstreamSettings
 
 logger = logging.getLogger("sidecar.proxy")
 CATALOG_CONNECTIONS = 2  # beyond the request slots, for the model list polls
-
-
-class UpstreamReset(UpstreamError):
-    """The upstream closed or broke the connection after the response started."""
-
-    status = 502
-    error_type = "BadGateway"
-
-
-class UpstreamBusy(UpstreamError):
-    """Every upstream connection slot stayed in use for ``upstream.pool_timeout_s``."""
-
-    status = 503
-    error_type = "ServiceUnavailableError"
 
 
 def upstream_base_url(url: str) -> tuple[str, bool]:

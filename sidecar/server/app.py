@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from typing import Any, cast
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,7 +29,7 @@ from sidecar.logqueue.spool import Spool
 from sidecar.logqueue.spoolhealth import sync_periodically
 from sidecar.logqueue.writer import LogPipeline, LogWriter
 from sidecar.metrics import SidecarMetrics
-from sidecar.proxy.app import ASGIApp, ProxyApp
+from sidecar.proxy.app import ProxyApp
 from sidecar.proxy.catalog import ModelCatalog
 from sidecar.proxy.upstream import UpstreamClient, redact_url
 from sidecar.server.admin import Readiness, create_admin_app
@@ -77,7 +77,7 @@ class Sidecar:
             self.upstream,
             self.pipeline,
             self.metrics,
-            sidecar_app=cast(ASGIApp, feedback_app),
+            sidecar_app=feedback_app,
             after_adapter_change=self._refresh_catalog,
         )
         self.admin_app = create_admin_app(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from sidecar.metrics import SidecarMetrics
-from sidecar.proxy.exchange import StreamAborted
+from sidecar.proxy.relay import StreamAborted
 from sidecar.proxy.upstream import redact_url
 from sidecar.server.app import Sidecar
 from sidecar.server.asgi import bind_socket, uvicorn_config

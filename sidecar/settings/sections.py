@@ -161,6 +161,16 @@ class ProxySettings(Section, frozen=True):
             )
         ),
     ] = 30.0
+    body_timeout_s: Annotated[
+        PositiveFloat,
+        Meta(
+            description=(
+                "A request body must arrive within this many seconds once its headers are in (and "
+                "the rest of it within as long again after its first part); one that does not "
+                "gets `408` `BadRequestError` and is logged with `error_kind = bad_request`."
+            )
+        ),
+    ] = 60.0
     write_timeout_s: Annotated[
         PositiveFloat,
         Meta(
@@ -184,6 +194,16 @@ class ProxySettings(Section, frozen=True):
             )
         ),
     ] = 4096
+    max_buffered_response_bytes: Annotated[
+        PositiveInt,
+        Meta(
+            description=(
+                "A non-streaming response with a `Content-Length` up to this size is read whole "
+                "from the upstream and sent to the client in one piece; a larger one, or one "
+                "without a length, is relayed chunk by chunk as it arrives."
+            )
+        ),
+    ] = 4 * MiB
 
 
 class AdminSettings(Section, frozen=True):

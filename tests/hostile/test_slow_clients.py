@@ -1,7 +1,7 @@
 """Slow clients: a body that trickles in, a body that never starts, headers that never end.
 
-The proxy's body timeout is the module constant ``BODY_READ_TIMEOUT_S`` in
-``sidecar/proxy/exchange.py`` (60 s, not a setting); these tests shorten it for their duration.
+The proxy's body timeout is ``proxy.body_timeout_s`` (60 s by default); these tests shorten it on
+the running sidecar for their duration.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-import sidecar.proxy.exchange
 from sidecar.testing.harness import RunningSidecar
 from tests.helpers import wait_for_rows
 from tests.hostile.conftest import assert_still_serving, port_of
@@ -24,8 +23,8 @@ HEAD = (
 
 
 @pytest.fixture
-def short_body_timeout(monkeypatch: pytest.MonkeyPatch) -> float:
-    monkeypatch.setattr(sidecar.proxy.exchange, "BODY_READ_TIMEOUT_S", BODY_TIMEOUT_S)
+def short_body_timeout(monkeypatch: pytest.MonkeyPatch, hostile_sidecar: RunningSidecar) -> float:
+    monkeypatch.setattr(hostile_sidecar.sidecar.proxy_app, "body_timeout_s", BODY_TIMEOUT_S)
     return BODY_TIMEOUT_S
 
 

@@ -20,7 +20,7 @@ import pytest
 from sidecar.testing.harness import RunningSidecar, running_sidecar
 from sidecar.testing.servers import RunningServer, serving
 from tests.helpers import sidecar_settings, wait_for_rows
-from tests.proxy.test_sse import DONE, WITH_USAGE, WITHOUT_USAGE
+from tests.wire.test_sse import DONE, WITH_USAGE, WITHOUT_USAGE
 
 ENDINGS = {"crlf": b"\r\n", "cr": b"\r"}
 

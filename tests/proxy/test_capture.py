@@ -1,4 +1,5 @@
-"""What the log keeps of a response: bounded by what a row can store, whatever the response size.
+"""What the log learns of an exchange: the pure :class:`Capture` and its metrics, and what it keeps
+of a response, bounded by what a row can store whatever the response size.
 
 Only the first ``request_log.max_body_bytes`` and the last 64 KiB of a response reach the spool
 record; the row still gets the tokens, finish reason and real size.
@@ -21,18 +22,22 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from sidecar.logqueue.rows import build_row
+from sidecar.metrics import SidecarMetrics
 from sidecar.proxy.capture import (
     SUMMARY_HEAD_BYTES,
     TAIL_BYTES,
+    Capture,
     ResponseCapture,
-    cut_json_summary,
+    observe,
 )
 from sidecar.records import Exchange, ModelIdentity
 from sidecar.testing.servers import RunningServer, serving
+from sidecar.wire.cut_json import cut_json_summary
 from tests.helpers import fetch_rows, wait_for
-from tests.proxy.test_sse import WITH_USAGE, token
+from tests.wire.test_sse import WITH_USAGE, token
 
 MiB = 1024 * 1024
 USAGE = {"prompt_tokens": 7, "total_tokens": 4007, "completion_tokens": 4000}
@@ -152,6 +157,161 @@ def test_the_summary_of_a_cut_body_reads_usage_through_nested_objects_and_string
         "choices": [{"index": 0, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 1, "x": {"y": '}{"'}, "total_tokens": 2},
     }  # fmt: skip
+
+
+# --- the Capture of one exchange, without sockets ---------------------------------------------
+
+T0 = 1000.0  # perf_counter seconds when the request arrived (times below are exact in binary)
+HEADERS = {b"content-type": b"application/json", b"x-request-id": b"client-7",
+           b"x-sidecar-schema": b"review"}  # fmt: skip
+
+
+def new_capture(headers: dict[bytes, bytes] = HEADERS, keep_bytes: int = MiB) -> Capture:
+    return Capture(
+        "f" * 32, T0, 1_700_000_000.0, "POST", "/v1/chat/completions", b"a=%C3%A9&b=\xe9",
+        headers, keep_bytes=keep_bytes, client_key_hash="abc123",
+    )  # fmt: skip
+
+
+def test_a_capture_records_a_stream_with_its_chunk_times_and_time_to_first_byte() -> None:
+    capture = new_capture()
+    capture.request_body, capture.model, capture.usage_injected = b'{"model":"tiny"}', "tiny", True
+    capture.upstream_ms = 1.5
+    capture.on_response(200, "text/event-stream; charset=utf-8", None)
+    capture.on_chunk(b"data: 1\n\n", T0 + 0.125)
+    capture.on_chunk(b"data: 22\n\n", T0 + 0.25)
+    exchange = capture.to_exchange(T0 + 0.5)
+    assert exchange.stream
+    assert exchange.usage_injected
+    assert (exchange.status, exchange.error_kind, exchange.cancelled) == (200, None, False)
+    assert exchange.response_body == b"data: 1\n\ndata: 22\n\n"
+    assert exchange.chunk_marks == ((9, 125.0), (19, 250.0))
+    assert exchange.ttfb_ms == 125.0
+    assert exchange.latency_ms == 500.0
+    assert (exchange.upstream_ms, exchange.response_bytes, exchange.response_gap_at) == (
+        1.5,
+        19,
+        None,
+    )
+    assert exchange.request_body == b'{"model":"tiny"}'
+
+
+def test_a_capture_takes_the_request_facts_from_its_headers() -> None:
+    exchange = new_capture().to_exchange(T0)
+    assert exchange.client_request_id == "client-7"
+    assert exchange.request_content_type == "application/json"
+    assert exchange.schema_header == "review"
+    assert exchange.client_key_hash == "abc123"
+    assert exchange.query == "a=%C3%A9&b=\xe9"  # latin-1, byte for byte
+    assert (exchange.started_at, exchange.method, exchange.path) == (
+        1_700_000_000.0, "POST", "/v1/chat/completions",
+    )  # fmt: skip
+    bare = new_capture(headers={}).to_exchange(T0)
+    assert (bare.client_request_id, bare.request_content_type, bare.schema_header) == (None,) * 3
+
+
+def test_a_json_response_has_no_chunk_marks_and_a_known_long_one_keeps_only_a_summary() -> None:
+    capture = new_capture()
+    capture.on_response(200, "application/json", 10 * MiB)  # too long to store: a summary
+    capture.on_chunk(b"x" * (SUMMARY_HEAD_BYTES + TAIL_BYTES + 10), T0 + 0.003)
+    exchange = capture.to_exchange(T0 + 0.004)
+    assert not exchange.stream
+    assert exchange.chunk_marks == ()
+    assert exchange.ttfb_ms == pytest.approx(3.0)
+    assert exchange.response_bytes == SUMMARY_HEAD_BYTES + TAIL_BYTES + 10
+    assert len(exchange.response_body) == SUMMARY_HEAD_BYTES + TAIL_BYTES
+    assert exchange.response_gap_at == SUMMARY_HEAD_BYTES
+    assert exchange.capture_truncated
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(200, None), (404, None), (400, "bad_request"), (413, "bad_request"),
+     (422, "bad_request"), (500, "upstream_error"), (503, "upstream_error")],
+)  # fmt: skip
+def test_an_upstream_status_sets_the_error_kind_of_its_row(status: int, kind: str | None) -> None:
+    capture = new_capture()
+    capture.on_response(status, "application/json", 2)
+    capture.on_chunk(b"{}", T0)
+    assert capture.to_exchange(T0).error_kind == kind
+
+
+def test_the_sidecars_own_answer_replaces_whatever_was_captured() -> None:
+    capture = new_capture()
+    capture.on_response(200, "text/event-stream", None)
+    capture.on_chunk(b"data: 1\n\n", T0 + 0.001)
+    capture.on_sidecar_answer(502, "upstream_reset", "broken", b'{"error":{}}')
+    exchange = capture.to_exchange(T0 + 0.002)
+    assert (exchange.status, exchange.error_kind, exchange.error_message) == (
+        502, "upstream_reset", "broken",
+    )  # fmt: skip
+    assert (exchange.response_content_type, exchange.response_body) == (
+        "application/json", b'{"error":{}}',
+    )  # fmt: skip
+    assert (exchange.chunk_marks, exchange.response_bytes) == ((), 12)
+
+
+def test_an_error_after_the_response_started_keeps_its_status_and_bytes() -> None:
+    capture = new_capture()
+    capture.on_response(200, "text/event-stream", None)
+    capture.on_chunk(b"data: 1\n\n", T0 + 0.001)
+    capture.on_error("upstream_reset", "the upstream broke the stream")
+    exchange = capture.to_exchange(T0 + 0.002)
+    assert (exchange.status, exchange.error_kind) == (200, "upstream_reset")
+    assert exchange.response_body == b"data: 1\n\n"
+
+
+def test_a_client_gone_before_any_answer_is_a_499_and_after_one_keeps_its_status() -> None:
+    early = new_capture()
+    early.on_client_gone()
+    exchange = early.to_exchange(T0)
+    assert (exchange.status, exchange.error_kind, exchange.cancelled) == (
+        499, "client_disconnected", True,
+    )  # fmt: skip
+    late = new_capture()
+    late.on_response(200, "text/event-stream", None)
+    late.on_client_gone()
+    assert (late.to_exchange(T0).status, late.to_exchange(T0).cancelled) == (200, True)
+
+
+def sample(metrics: SidecarMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("kind", "upstream_errors"),
+    [(None, 0), ("bad_request", 0), ("upstream_error", 1), ("upstream_reset", 1),
+     ("upstream_busy", 1), ("client_too_slow", 0)],
+)  # fmt: skip
+def test_observe_counts_one_request_and_at_most_one_upstream_error(
+    kind: str | None, upstream_errors: int
+) -> None:
+    metrics = SidecarMetrics(CollectorRegistry())
+    capture = new_capture()
+    capture.model = "tiny"
+    capture.on_response(200, "application/json", 2)
+    if kind is not None:
+        capture.on_error(kind, "why")
+    observe(capture.to_exchange(T0 + 0.25), capture.model, metrics)
+    assert sample(metrics, "sidecar_requests_total", model="tiny", status="200") == 1
+    assert sample(metrics, "sidecar_request_duration_seconds_sum", model="tiny") == pytest.approx(
+        0.25
+    )
+    errors = sum(
+        sample(metrics, "sidecar_upstream_errors_total", kind=label)
+        for label in ("upstream_error", "upstream_reset", "upstream_busy")
+    )
+    assert errors == upstream_errors
+    assert sample(metrics, "sidecar_client_disconnects_total") == 0
+
+
+def test_observe_counts_a_client_disconnect_once() -> None:
+    metrics = SidecarMetrics(CollectorRegistry())
+    capture = new_capture()
+    capture.on_client_gone()
+    observe(capture.to_exchange(T0), None, metrics)
+    assert sample(metrics, "sidecar_client_disconnects_total") == 1
+    assert sample(metrics, "sidecar_requests_total", model="none", status="499") == 1
 
 
 # --- 128 concurrent 16 MiB responses through a sidecar process -----------------------------

@@ -6,7 +6,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar.proxy.sse import MAX_HELD_EVENT_BYTES, UsageChunkFilter, reassemble, split_done
+from sidecar.wire.sse import MAX_HELD_EVENT_BYTES, UsageChunkFilter, reassemble, split_done
 
 ID = "chatcmpl-8822413e18d14b47"
 FP = "vllm-0.32.0-6c26e6e8"
