@@ -14,7 +14,7 @@ import yaml
 
 from sidecar.testing.servers import RunningServer
 from tests.helpers import wait_for
-from tests.proxy.test_faults import closed_port
+from tests.proxy.test_upstream_faults import closed_port
 
 pytestmark = pytest.mark.slow
 

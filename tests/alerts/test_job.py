@@ -23,7 +23,7 @@ from sidecar.testing.servers import RunningServer
 from sidecar.testing.tcp_relay import tcp_relay
 from sidecar.testing.webhook_sink import WebhookSink
 from tests.alerts.test_readers import NOW, at
-from tests.reports.test_reports import row
+from tests.reports.test_base import row
 
 P95 = dataclasses.replace(
     DEFAULT_RULES[0], spec=dataclasses.replace(DEFAULT_RULES[0].spec, for_s=0, min_samples=10)

@@ -18,7 +18,7 @@ from sidecar.alerts.readers import (
 from sidecar.records import FeatureDrift, Feedback
 from sidecar.store.feedback import upsert_feedback
 from sidecar.store.writes import insert_requests
-from tests.reports.test_reports import row
+from tests.reports.test_base import row
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

@@ -20,7 +20,7 @@ from sidecar.testing.servers import start_server
 from sidecar.testing.webhook_sink import WebhookSink
 from tests.alerts.test_job import P95
 from tests.cli.configs import config
-from tests.reports.test_reports import row
+from tests.reports.test_base import row
 
 
 def test_list_shows_firing_alerts_and_a_silence_mutes_them(migrated_database_url: str) -> None:

@@ -20,7 +20,7 @@ from sidecar.testing.harness import running_sidecar
 from sidecar.testing.servers import RunningServer
 from sidecar.testing.tcp_relay import tcp_relay
 from tests.helpers import fetch_rows, sidecar_settings, wait_for, wait_for_rows
-from tests.proxy.test_faults import closed_port
+from tests.proxy.test_upstream_faults import closed_port
 
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 3}
 

@@ -22,7 +22,7 @@ from sidecar.testing.servers import RunningServer
 from sidecar.testing.webhook_sink import WebhookSink
 from tests.alerts.test_job import P95
 from tests.alerts.test_readers import NOW, at
-from tests.reports.test_reports import row
+from tests.reports.test_base import row
 
 HOSTILE = "<!channel> <http://evil.example|click> & co\n2026-12-03 CRITICAL sidecar: forged\u202e"
 

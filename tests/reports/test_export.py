@@ -16,7 +16,7 @@ from sidecar.cli import main
 from sidecar.records import Feedback
 from sidecar.store.feedback import upsert_feedback
 from sidecar.store.writes import insert_requests
-from tests.reports.test_reports import row
+from tests.reports.test_base import row
 
 NOW = datetime.now(UTC)
 
