@@ -226,7 +226,10 @@ def run_kill_and_restart(
             len(traffic.acknowledged) >= 120
             and traffic.served_by[victim.proxy_url] >= 20
             and any(call.key == judge_key(VICTIM) for call in judge.calls)
-            and bool(sink.received[HOOK])
+            # Delivered and recorded: the sender commits just after the POST is answered; a
+            # kill between the two would resend it (delivery is at least once).
+            and bool(sink.arrived[HOOK])
+            and time.monotonic() - sink.arrived[HOOK][0] > 1.0
             and judge.in_flight[judge_key(VICTIM)] > 0
         )
 
